@@ -1,0 +1,255 @@
+"""`python -m gptviz bench`: how fast is gptviz on this machine, measured, not guessed.
+
+Training speed is compared in one process, interleaved round by round, against two
+reference implementations of the same "baby" model (vocab 65, block 64, 4 layers,
+4 heads, n_embd 128, batch 12):
+  (a) the lecture's structure: one nn.Module per head, a Python loop and torch.cat;
+  (b) nanoGPT's structure: one qkv Linear and fused scaled_dot_product_attention.
+Medians are quoted because a shared machine is noisy.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from .data import TokenData, corpus_text
+from .model import GPT, GPTConfig
+from .train import TrainConfig, Trainer, make_optimizer
+
+BABY = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=True)
+BATCH = 12
+
+
+# --- (a) the lecture's structure ---------------------------------------------------
+
+class _Head(nn.Module):
+    def __init__(self, n_embd, head_size, block_size):
+        super().__init__()
+        self.key = nn.Linear(n_embd, head_size, bias=False)
+        self.query = nn.Linear(n_embd, head_size, bias=False)
+        self.value = nn.Linear(n_embd, head_size, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        k, q = self.key(x), self.query(x)
+        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5
+        wei = F.softmax(wei.masked_fill(self.tril[:T, :T] == 0, float("-inf")), dim=-1)
+        return wei @ self.value(x)
+
+
+class _LectureBlock(nn.Module):
+    def __init__(self, n_embd, n_head, block_size):
+        super().__init__()
+        self.heads = nn.ModuleList([_Head(n_embd, n_embd // n_head, block_size) for _ in range(n_head)])
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.ffwd = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.ReLU(), nn.Linear(4 * n_embd, n_embd))
+        self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+
+    def forward(self, x):
+        h = self.ln1(x)
+        x = x + self.proj(torch.cat([head(h) for head in self.heads], dim=-1))
+        return x + self.ffwd(self.ln2(x))
+
+
+class LectureGPT(nn.Module):
+    def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, **_):
+        super().__init__()
+        self.token_embedding_table = nn.Embedding(vocab_size, n_embd)
+        self.position_embedding_table = nn.Embedding(block_size, n_embd)
+        self.blocks = nn.Sequential(*[_LectureBlock(n_embd, n_head, block_size) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size)
+
+    def forward(self, idx, targets):
+        T = idx.shape[1]
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T))
+        logits = self.lm_head(self.ln_f(self.blocks(x)))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+# --- (b) nanoGPT's structure -------------------------------------------------------
+
+class _NanoAttention(nn.Module):
+    def __init__(self, n_embd, n_head, bias):
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class _NanoBlock(nn.Module):
+    def __init__(self, n_embd, n_head, bias):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(n_embd, bias=bias), nn.LayerNorm(n_embd, bias=bias)
+        self.attn = _NanoAttention(n_embd, n_head, bias)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd, bias=bias), nn.GELU(),
+                                 nn.Linear(4 * n_embd, n_embd, bias=bias))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class NanoGPT(nn.Module):
+    def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, bias, **_):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab_size, n_embd), nn.Embedding(block_size, n_embd)
+        self.h = nn.ModuleList([_NanoBlock(n_embd, n_head, bias) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd, bias=bias)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.wte.weight = self.lm_head.weight  # nanoGPT ties the embedding and the output layer
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+# --- measurements --------------------------------------------------------------------
+
+def matmul_peak_gflops(n: int = 1024, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def flops_per_token(cfg: GPTConfig, n_params: int) -> float:
+    """nanoGPT's estimate: 6N for the weights plus the attention's 12 L T C (forward + backward)."""
+    n = n_params - cfg.block_size * cfg.n_embd  # position embeddings do no multiply-adds
+    return 6 * n + 12 * cfg.n_layer * cfg.block_size * cfg.n_embd
+
+
+def _median_ms(fn: Callable, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def bench_training(rounds: int, steps: int, data: TokenData) -> dict:
+    torch.manual_seed(0)
+    ours = GPT(GPTConfig(**BABY))
+    impls = {
+        "gptviz GPT": (ours, make_optimizer(ours, TrainConfig(learning_rate=1e-3), torch.device("cpu"))),
+        "(a) lecture, per-head modules": None,
+        "(b) nanoGPT, fused": None,
+    }
+    lecture, nano = LectureGPT(**BABY), NanoGPT(**BABY)
+    impls["(a) lecture, per-head modules"] = (lecture, torch.optim.AdamW(lecture.parameters(), lr=1e-3))
+    impls["(b) nanoGPT, fused"] = (nano, torch.optim.AdamW(nano.parameters(), lr=1e-3, betas=(0.9, 0.99)))
+    gen = torch.Generator().manual_seed(0)
+    batches = [data.get_batch("train", BATCH, BABY["block_size"], gen) for _ in range(steps)]
+
+    def train_steps(model, opt):
+        for x, y in batches:
+            _, loss = model(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    per_step = {name: [] for name in impls}
+    for name, (model, opt) in impls.items():
+        train_steps(model, opt)  # warm-up
+    for _ in range(rounds):
+        for name, (model, opt) in impls.items():
+            t = time.perf_counter()
+            train_steps(model, opt)
+            per_step[name].append((time.perf_counter() - t) / steps)
+    tokens = BATCH * BABY["block_size"]
+    return {name: {"ms_per_step": statistics.median(v) * 1000, "min_ms": min(v) * 1000,
+                   "tokens_per_s": tokens / statistics.median(v)} for name, v in per_step.items()}
+
+
+def time_to_loss(data: TokenData, target: float = 2.0, log=print) -> dict:
+    """The default recipe on the baby preset: wall time until val loss first reaches `target`."""
+    cfg = TrainConfig(eval_interval=50, sample_tokens=0)
+    trainer = Trainer(GPTConfig(**{**BABY, "vocab_size": data.tokenizer.vocab_size}), cfg, data)
+    hit = {}
+
+    def on_event(e):
+        if e.kind == "eval" and not hit and e.data["val_loss"] <= target:
+            hit.update(step=e.step, seconds=trainer.elapsed_s)
+            log(f"  val loss {e.data['val_loss']:.3f} <= {target} at step {e.step}, {trainer.elapsed_s:.1f} s")
+
+    trainer.on_event = on_event
+    trainer.run()
+    return {"target": target, "reached_at_step": hit.get("step"), "seconds_to_target": hit.get("seconds"),
+            "final_val_loss": trainer.history["val_loss"][-1], "total_seconds": trainer.elapsed_s,
+            "max_iters": cfg.max_iters, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
+
+
+def run_bench(rounds: int = 5, steps: int = 10, quality: bool = True, log=print) -> dict:
+    from .generate import generate
+    from .tokenizers import build
+
+    results: dict = {"torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    text = corpus_text("tinyshakespeare")
+    data = TokenData.from_text(text, "char")
+
+    peak = matmul_peak_gflops()
+    results["matmul_peak_gflops"] = peak
+    log(f"fp32 matmul peak (1024^3, {torch.get_num_threads()} threads): {peak:.0f} GFLOP/s")
+
+    train = bench_training(rounds, steps, data)
+    results["training"] = train
+    ours = train["gptviz GPT"]
+    fpt = flops_per_token(GPTConfig(**BABY), GPT(GPTConfig(**BABY)).num_params())
+    log(f"\ntraining, baby config, batch {BATCH} ({rounds} interleaved rounds of {steps} steps):")
+    for name, r in train.items():
+        mfu = r["tokens_per_s"] * fpt / (peak * 1e9)
+        r["mfu"] = mfu
+        log(f"  {name:<32} {r['ms_per_step']:6.1f} ms/step (min {r['min_ms']:.1f})  "
+            f"{r['tokens_per_s']:8,.0f} tok/s  MFU {mfu:.0%}  "
+            f"gptviz speed-up x{ours['tokens_per_s'] / r['tokens_per_s']:.2f}")
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**BABY)).eval()
+    prompt = data.get_batch("val", 1, 64, torch.Generator().manual_seed(0))[0]
+    results["run_with_cache_ms"] = _median_ms(lambda: model.run_with_cache(prompt), 50)
+    results["forward_ms"] = _median_ms(lambda: model(prompt), 50)
+    log(f"\nrun_with_cache, 64-token prompt: {results['run_with_cache_ms']:.2f} ms "
+        f"(plain forward {results['forward_ms']:.2f} ms)")
+
+    for kv in (True, False):
+        t = time.perf_counter()
+        generate(model, [0], 500, seed=0, kv_cache=kv)
+        rate = 500 / (time.perf_counter() - t)
+        results[f"generate_tok_s_{'kv' if kv else 'no_cache'}"] = rate
+        log(f"generate 500 tokens, {'KV cache' if kv else 'no cache'}: {rate:,.0f} tokens/s")
+
+    t = time.perf_counter()
+    build("bpe", text, 512)
+    results["bpe_train_512_s"] = time.perf_counter() - t
+    log(f"BPE training, {len(text.encode()) / 1e6:.1f} MB -> vocab 512: {results['bpe_train_512_s']:.2f} s")
+
+    if quality:
+        log("\ntime to val loss 2.0, default recipe (gpt preset, tiny Shakespeare, char):")
+        results["time_to_loss"] = time_to_loss(data, log=log)
+        q = results["time_to_loss"]
+        log(f"  final val loss {q['final_val_loss']:.3f} after {q['max_iters']} steps, {q['total_seconds']:.1f} s")
+    return results

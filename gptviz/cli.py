@@ -1,0 +1,246 @@
+"""`python -m gptviz ...`: train, sample, inspect and benchmark from a terminal.
+
+Every command prints a one-line message (no traceback) when the input is at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import GptvizError
+
+EPILOG = """examples:
+  python -m gptviz train --preset gpt --iters 600 --out shakespeare-char
+  python -m gptviz train --corpus my_text.txt --tokenizer bpe --bpe-vocab 512 --preset blocks
+  python -m gptviz sample --checkpoint shakespeare-char --prompt "ROMEO:" --tokens 300
+  python -m gptviz inspect --checkpoint shakespeare-char --prompt "To be" --json
+  python -m gptviz ladder --iters 1000
+  python -m gptviz bench
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return args.func(args) or 0
+    except GptvizError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gptviz",
+        description="Train small GPT models and look inside them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model and save a checkpoint")
+    _data_args(t)
+    _model_args(t)
+    _train_args(t)
+    t.add_argument("--out", default=None, help="checkpoint name (saved in checkpoints/) or a path ending in .safetensors")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    _checkpoint_arg(s)
+    s.add_argument("--prompt", default="\n")
+    s.add_argument("--tokens", type=int, default=300, help="how many new tokens")
+    _sampling_args(s)
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("inspect", help="tokens, attention patterns and next-token candidates for a prompt")
+    _checkpoint_arg(i)
+    i.add_argument("--prompt", required=True)
+    i.add_argument("--top-k", type=int, default=10, help="how many next-token candidates")
+    i.add_argument("--json", action="store_true", help="print JSON (the default prints a summary)")
+    i.set_defaults(func=cmd_inspect)
+
+    lad = sub.add_parser("ladder", help="train the lecture's ladder (bigram -> GPT) with equal budgets")
+    _data_args(lad)
+    _train_args(lad)
+    lad.add_argument("--block-size", type=int, default=64)
+    lad.add_argument("--presets", default="bigram,single_head,multi_head,blocks,gpt")
+    lad.add_argument("--json", default=None, help="also write the results to this JSON file")
+    lad.set_defaults(func=cmd_ladder)
+
+    b = sub.add_parser("bench", help="measure speed (tokens/s, ms, MFU) and time to val loss 2.0")
+    b.add_argument("--rounds", type=int, default=5, help="interleaved rounds per implementation")
+    b.add_argument("--steps", type=int, default=10, help="training steps timed per round")
+    b.add_argument("--skip-quality", action="store_true", help="skip the time-to-loss-2.0 training run")
+    b.add_argument("--json", default=None, help="also write the results to this JSON file")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def _data_args(p):
+    p.add_argument("--corpus", default="tinyshakespeare",
+                   help="a bundled corpus (tinyshakespeare, wizard_of_oz) or a path to a UTF-8 .txt file")
+    p.add_argument("--tokenizer", default="char", choices=["char", "gpt2", "bpe"])
+    p.add_argument("--bpe-vocab", type=int, default=512, help="vocabulary size of a trained BPE (256..4096)")
+
+
+def _model_args(p):
+    from .model import PRESETS
+
+    p.add_argument("--preset", default="gpt", choices=list(PRESETS), help="the lecture's ladder (default: gpt)")
+    for name, kind in (("n_layer", int), ("n_head", int), ("n_embd", int), ("block_size", int), ("dropout", float)):
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                       help=f"override the preset's {name}")
+
+
+def _train_args(p):
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--iters", type=int, default=d.max_iters, help=f"training steps (default {d.max_iters})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate")
+    p.add_argument("--eval-interval", type=int, default=d.eval_interval)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+def _checkpoint_arg(p):
+    p.add_argument("--checkpoint", required=True, help="a name in checkpoints/ or a path to a .safetensors file")
+
+
+def _sampling_args(p):
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def _train_config(args, max_iters=None):
+    from .train import TrainConfig
+
+    lr = args.lr
+    return TrainConfig(max_iters=max_iters or args.iters, batch_size=args.batch_size, learning_rate=lr,
+                       min_lr=lr / 10, eval_interval=args.eval_interval, seed=args.seed, device=args.device)
+
+
+def _load_data(args):
+    from .data import CORPORA, TokenData, load_text
+
+    text = None if args.corpus in CORPORA else load_text(Path(args.corpus))
+    if text is None:
+        return TokenData.from_corpus(args.corpus, args.tokenizer, args.bpe_vocab), args.corpus
+    return TokenData.from_text(text, args.tokenizer, args.bpe_vocab), Path(args.corpus).name
+
+
+def _resolve_checkpoint(name: str) -> Path:
+    from .checkpoints import checkpoint_path
+
+    return Path(name) if name.endswith(".safetensors") and ("/" in name or Path(name).is_file()) else checkpoint_path(name)
+
+
+def cmd_train(args):
+    from tqdm import tqdm
+
+    from .checkpoints import save_checkpoint
+    from .model import preset_config
+    from .train import Trainer
+
+    data, corpus_name = _load_data(args)
+    overrides = {k: getattr(args, k) for k in ("n_layer", "n_head", "n_embd", "dropout") if getattr(args, k) is not None}
+    config = preset_config(args.preset, data.tokenizer.vocab_size, args.block_size or 64, **overrides)
+    cfg = _train_config(args)
+    out = _resolve_checkpoint(args.out or f"{args.preset}-{corpus_name.split('.')[0]}-{args.tokenizer}")
+
+    bar = tqdm(total=cfg.max_iters, unit="step", disable=args.quiet, dynamic_ncols=True)
+
+    def on_event(e):
+        if e.kind == "step":
+            bar.update(1)
+            bar.set_postfix(loss=f"{e.data['train_loss']:.3f}", tok_s=f"{e.data['tokens_per_sec']:,.0f}")
+        elif e.kind == "eval":
+            bar.write(f"step {e.step:5d}  train {e.data['train_loss']:.4f}  val {e.data['val_loss']:.4f}")
+
+    trainer = Trainer(config, cfg, data, on_event=on_event)
+    print(f"{args.preset}: {trainer.model.num_params():,} parameters, vocab {data.tokenizer.vocab_size}, "
+          f"{data.num_tokens:,} tokens of {corpus_name}, device {trainer.device}")
+    try:
+        trainer.run()
+    finally:
+        bar.close()
+    meta = {"corpus": corpus_name, "preset": args.preset, "train_config": cfg.to_dict(),
+            "history": trainer.history, "elapsed_s": trainer.elapsed_s, "status": trainer.status}
+    save_checkpoint(out, trainer.model, data.tokenizer, meta, trainer.snapshots)
+    print(f"{trainer.message} Final val loss {trainer.history['val_loss'][-1]:.4f}. Saved {out}")
+
+
+def cmd_sample(args):
+    from .checkpoints import load_checkpoint
+    from .generate import generate
+
+    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    prompt = ck.tokenizer.encode(args.prompt)
+    ids = generate(ck.model, prompt, args.tokens, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, seed=args.seed)
+    print(args.prompt + ck.tokenizer.decode(ids))
+
+
+def cmd_inspect(args):
+    import torch
+
+    from .checkpoints import load_checkpoint
+    from .generate import next_token_probs
+
+    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    ids = ck.tokenizer.encode(args.prompt)[-ck.model.config.block_size:]
+    if not ids:
+        raise GptvizError("The prompt is empty.")
+    logits, cache = ck.model.run_with_cache(torch.tensor([ids]))
+    probs = next_token_probs(logits[0, -1])
+    top = torch.topk(probs, min(args.top_k, probs.numel()))
+    result = {
+        "tokens": [{"id": i, "label": ck.tokenizer.label(i)} for i in ids],
+        "attention": {f"blocks.{l}.attn.pattern": cache[f"blocks.{l}.attn.pattern"][0].tolist()
+                      for l in range(ck.model.config.n_layer)},
+        "next_tokens": [{"id": int(i), "label": ck.tokenizer.label(int(i)), "prob": float(p)}
+                        for p, i in zip(top.values, top.indices)],
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("tokens:", " ".join(t["label"] for t in result["tokens"]))
+        print("next token:")
+        for t in result["next_tokens"]:
+            print(f"  {t['label']!r:>12}  {t['prob']:.3f}")
+
+
+def cmd_ladder(args):
+    from .experiments import run_ladder
+
+    data, corpus_name = _load_data(args)
+    cfg = _train_config(args)
+    print(f"ladder on {corpus_name} ({args.tokenizer}), {cfg.max_iters} steps of batch {cfg.batch_size} each")
+    rows = run_ladder(data, cfg, args.presets.split(","), block_size=args.block_size,
+                      on_result=lambda r: print(f"  {r['preset']:<12} {r['params']:>9,} params  "
+                                                f"val {r['val_loss']:.3f}  {r['seconds']:.0f} s", flush=True))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def cmd_bench(args):
+    from .bench import run_bench
+
+    results = run_bench(rounds=args.rounds, steps=args.steps, quality=not args.skip_quality, log=print)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))

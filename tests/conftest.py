@@ -1,0 +1,24 @@
+import pytest
+import torch
+
+from gptviz.data import TokenData, corpus_text
+from gptviz.model import GPT, GPTConfig
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shakespeare_char():
+    """The first 60k characters of tiny Shakespeare, char-level: enough to see learning, quick to train."""
+    return TokenData.from_text(corpus_text("tinyshakespeare")[:60_000], "char")
+
+
+@pytest.fixture
+def small_config(shakespeare_char):
+    return GPTConfig(vocab_size=shakespeare_char.tokenizer.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=32)
+
+
+@pytest.fixture
+def small_model(small_config):
+    torch.manual_seed(0)
+    return GPT(small_config).eval()

@@ -1,0 +1,45 @@
+import time
+
+from gptviz.jobs import JobQueue
+from gptviz.train import TrainConfig, Trainer
+
+
+def long_run(config, data):
+    return Trainer(config, TrainConfig(max_iters=100_000, batch_size=4, eval_interval=10_000, eval_iters=1,
+                                       sample_tokens=0), data)
+
+
+def wait_for(cond, seconds=30):
+    deadline = time.time() + seconds
+    while not cond() and time.time() < deadline:
+        time.sleep(0.01)
+    return cond()
+
+
+def test_jobs_beyond_the_limit_wait_in_line_and_start_when_a_slot_frees(small_config, shakespeare_char):
+    queue = JobQueue(max_running=1)
+    first, second, third = (queue.submit(long_run(small_config, shakespeare_char)) for _ in range(3))
+    assert wait_for(lambda: first.step > 0)
+    assert queue.running == 1 and queue.waiting == 2
+    assert second.status == "queued" and queue.position(second) == 0 and queue.position(third) == 1
+    assert queue.position(first) is None
+    first.stop()
+    assert wait_for(lambda: second.step > 0)  # the next in line starts by itself
+    assert first.status == "stopped" and queue.position(third) == 0
+    queue.cancel(third)  # leaves the line without ever running
+    assert third.status == "stopped" and queue.waiting == 0 and third.step == 0
+    queue.cancel(second)
+    second.join(10)
+    assert second.status == "stopped" and queue.running == 0
+
+
+def test_a_finished_job_frees_its_slot(small_config, shakespeare_char):
+    queue = JobQueue(max_running=1)
+    short = Trainer(small_config, TrainConfig(max_iters=3, batch_size=2, eval_iters=1, sample_tokens=0),
+                    shakespeare_char)
+    queue.submit(short)
+    nxt = queue.submit(long_run(small_config, shakespeare_char))
+    assert wait_for(lambda: nxt.step > 0)
+    assert short.status == "finished"
+    nxt.stop()
+    nxt.join(10)

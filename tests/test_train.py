@@ -1,0 +1,120 @@
+import math
+import time
+
+import pytest
+import torch
+
+from gptviz.data import TokenData
+from gptviz.errors import ConfigError, InputError, TrainingError
+from gptviz.train import TrainConfig, Trainer, log_spaced_steps, lr_at
+
+
+def quick(**kw):
+    base = dict(max_iters=40, batch_size=8, learning_rate=3e-3, min_lr=3e-4, warmup_iters=5,
+                eval_interval=20, eval_iters=4, sample_tokens=20)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_learning_rate_warms_up_then_decays_to_min():
+    cfg = TrainConfig(max_iters=100, learning_rate=1e-3, min_lr=1e-4, warmup_iters=10)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(100, cfg) == pytest.approx(1e-4)
+    decay = [lr_at(s, cfg) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(decay, decay[1:]))
+
+
+def test_snapshot_steps_are_log_spaced_and_end_at_the_last_step():
+    assert log_spaced_steps(1000) == [0, 10, 30, 100, 300, 1000]
+    assert log_spaced_steps(600) == [0, 10, 30, 100, 300, 600]
+    assert log_spaced_steps(5) == [0, 5]
+
+
+def test_training_lowers_the_loss_and_records_everything(small_config, shakespeare_char):
+    trainer = Trainer(small_config, quick(max_iters=60), shakespeare_char)
+    trainer.run()
+    h = trainer.history
+    assert trainer.status == "finished"
+    assert h["eval_step"] == [0, 20, 40, 60]
+    assert h["val_loss"][-1] < h["val_loss"][0] - 0.5
+    assert len(h["train_loss"]) == 60 and h["step"] == list(range(60))
+    assert sorted(trainer.snapshots) == [0, 10, 30, 60]
+    assert all(v.dtype == torch.float16 for v in trainer.snapshots[30].values())
+    assert not torch.equal(trainer.snapshots[0]["wte.weight"], trainer.snapshots[60]["wte.weight"])
+    assert all(isinstance(s, str) and len(s) > 0 for s in h["samples"])
+    kinds = {e.kind for e in trainer.events}
+    assert {"step", "eval", "snapshot", "status"} <= kinds
+
+
+def test_the_same_seed_trains_the_same_weights(small_config, shakespeare_char):
+    a = Trainer(small_config, quick(max_iters=15, sample_tokens=0), shakespeare_char)
+    b = Trainer(small_config, quick(max_iters=15, sample_tokens=0), shakespeare_char)
+    a.run(), b.run()
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+    c = Trainer(small_config, quick(max_iters=15, sample_tokens=0, seed=99), shakespeare_char)
+    c.run()
+    assert not torch.equal(a.model.wte.weight, c.model.wte.weight)
+
+
+def test_a_diverging_learning_rate_stops_and_keeps_good_weights(small_config, shakespeare_char):
+    trainer = Trainer(small_config, quick(max_iters=200, learning_rate=1e4, grad_clip=0, warmup_iters=1),
+                      shakespeare_char)
+    with pytest.raises(TrainingError, match="learning rate"):
+        trainer.run()
+    assert trainer.status == "diverged"
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    x, y = shakespeare_char.get_batch("val", 4, 16)
+    assert math.isfinite(trainer.model(x, y)[1].item())
+
+
+def test_pause_resume_and_stop_from_another_thread(small_config, shakespeare_char):
+    trainer = Trainer(small_config, quick(max_iters=100_000, eval_interval=1000, sample_tokens=0),
+                      shakespeare_char).start()
+    deadline = time.time() + 30
+    while trainer.step < 5 and time.time() < deadline:
+        time.sleep(0.01)
+    trainer.pause()
+    time.sleep(0.2)  # let the step in flight finish
+    paused_at = trainer.step
+    time.sleep(0.3)
+    assert trainer.status == "paused" and trainer.step == paused_at
+    trainer.resume()
+    while trainer.step < paused_at + 5 and time.time() < deadline:
+        time.sleep(0.01)
+    assert trainer.step >= paused_at + 5
+    trainer.stop()
+    trainer.join(10)
+    assert trainer.status == "stopped" and "kept" in trainer.message
+    assert not torch.equal(trainer.model.wte.weight.half(), trainer.snapshots[0]["wte.weight"])
+
+
+def test_stopping_a_paused_run_ends_it(small_config, shakespeare_char):
+    trainer = Trainer(small_config, quick(max_iters=100_000, sample_tokens=0), shakespeare_char).start()
+    while trainer.step < 2:
+        time.sleep(0.01)
+    trainer.pause()
+    trainer.stop()
+    trainer.join(10)
+    assert trainer.status == "stopped"
+
+
+def test_model_must_cover_the_tokenizer(shakespeare_char):
+    from gptviz.model import GPTConfig
+
+    with pytest.raises(ConfigError, match="tokenizer has"):
+        Trainer(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8), quick(), shakespeare_char)
+
+
+def test_text_too_short_for_the_block_is_refused():
+    data = TokenData.from_text("hello there, " * 10, "char")
+    from gptviz.model import GPTConfig
+
+    with pytest.raises(InputError, match="too short for block_size 64"):
+        Trainer(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=64), quick(), data)
+
+
+@pytest.mark.parametrize("field,value", [("max_iters", 0), ("batch_size", 0), ("learning_rate", 0.0)])
+def test_bad_training_settings_are_refused(small_config, shakespeare_char, field, value):
+    with pytest.raises(ConfigError, match=field):
+        Trainer(small_config, quick(**{field: value}), shakespeare_char)

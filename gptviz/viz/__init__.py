@@ -1,0 +1,21 @@
+"""Figure builders: numbers in, a plotly or altair figure out. No Streamlit here.
+
+Pages pass plotly figures to st.plotly_chart(fig, theme=None) (the Streamlit theme would
+replace the colour-blind-safe colours) and altair charts to st.altair_chart.
+"""
+
+from .attention import attention_grid, attention_head_chart, attention_row_bars
+from .embeddings import embedding_scatter, neighbours_bars, similarity_heatmap
+from .export import figure_to_html
+from .predictions import logit_lens_chart, next_token_bars, residual_norm_heatmap
+from .tokens import token_frequency_chart, token_html
+from .training import loss_chart
+
+__all__ = [
+    "attention_grid", "attention_head_chart", "attention_row_bars",
+    "embedding_scatter", "neighbours_bars", "similarity_heatmap",
+    "figure_to_html",
+    "logit_lens_chart", "next_token_bars", "residual_norm_heatmap",
+    "token_frequency_chart", "token_html",
+    "loss_chart",
+]

@@ -1,0 +1,98 @@
+"""Embedding space: tokens as points (PCA), position similarity, a token's nearest neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .style import BLUE, DIVERGING, MAX_TICKS, SEQUENTIAL, categorical_colours, esc, to_numpy
+
+MAX_TEXT_POINTS = 300  # beyond this, labels on every point are a blur and a heavy figure
+
+
+def _axis_titles(k: int, explained) -> list[str]:
+    if explained is None:
+        return [f"PC{i + 1}" for i in range(k)]
+    ratios = to_numpy(explained)
+    return [f"PC{i + 1} ({100 * ratios[i]:.0f}% of variance)" for i in range(k)]
+
+
+def _points(coords: np.ndarray, labels: list[str], ids, **kw):
+    """A 2-D or 3-D scatter trace of some points."""
+    text = [esc(label) for label in labels]
+    common = dict(
+        text=text, customdata=ids, mode="markers+text" if len(coords) <= MAX_TEXT_POINTS else "markers",
+        hovertemplate="%{text} (id %{customdata})<extra></extra>", **kw,
+    )
+    if coords.shape[1] == 3:
+        return go.Scatter3d(x=coords[:, 0], y=coords[:, 1], z=coords[:, 2], **common)
+    return go.Scatter(x=coords[:, 0], y=coords[:, 1], textposition="top center", **common)
+
+
+def embedding_scatter(coords, labels: list[str], colour_by, title: str = "Token embeddings",
+                      explained=None, ids: list[int] | None = None, colour_title: str = "count",
+                      height: int = 500) -> go.Figure:
+    """Tokens as points after PCA, in 2-D (coords (N, 2)) or 3-D (coords (N, 3)).
+
+    colour_by: a category per point (e.g. analysis.char_class) -> one legend entry per category,
+    or a number per point (e.g. token counts) -> Viridis on a log10(1 + x) scale, since a few
+    tokens are far more frequent than the rest. customdata holds the token ids (default 0..N-1).
+    """
+    xy = to_numpy(coords)
+    if xy.size == 0:
+        xy = xy.reshape(0, 2)
+    ids = list(range(len(xy))) if ids is None else [int(i) for i in ids]
+    fig = go.Figure()
+    if len(colour_by) and isinstance(colour_by[0], str):
+        for cls, colour in categorical_colours(colour_by).items():
+            rows = [i for i, c in enumerate(colour_by) if c == cls]
+            fig.add_trace(_points(xy[rows], [labels[i] for i in rows], [ids[i] for i in rows], name=cls,
+                                  marker=dict(color=colour, size=6), textfont=dict(color=colour, size=10)))
+    else:
+        values = np.log10(1 + np.maximum(to_numpy(colour_by), 0)) if len(colour_by) else None
+        fig.add_trace(_points(xy, labels, ids, showlegend=False, textfont=dict(size=10), marker=dict(
+            color=values, colorscale=SEQUENTIAL, size=6, colorbar=dict(title=f"log10(1 + {colour_title})"),
+        )))
+    names = _axis_titles(xy.shape[1], explained)
+    if xy.shape[1] == 3:
+        fig.update_layout(scene=dict(xaxis_title=names[0], yaxis_title=names[1], zaxis_title=names[2]))
+    else:
+        fig.update_layout(xaxis_title=names[0], yaxis_title=names[1])
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10), legend_title="")
+    return fig
+
+
+def similarity_heatmap(matrix, tick_labels: list[str], title: str = "Cosine similarity of position embeddings",
+                       height: int = 450) -> go.Figure:
+    """A signed similarity matrix (e.g. position embeddings) on a blue-white-red scale centred at 0."""
+    z = to_numpy(matrix)
+    n = len(z)
+    text = [esc(t) for t in tick_labels]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(n)), y=list(range(n)), colorscale=DIVERGING, reversescale=True,
+        zmin=-1, zmax=1, zmid=0, colorbar=dict(title="cosine", thickness=12),
+        hovertemplate="%{y} vs %{x}: %{z:.2f}<extra></extra>",
+    ))
+    ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=text) if n <= MAX_TICKS else {}
+    fig.update_xaxes(**ticks)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", **ticks)
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def neighbours_bars(neighbours: list[tuple[str, float]], title: str = "Nearest neighbours (cosine)",
+                    height: int | None = None) -> go.Figure:
+    """Horizontal bars of (label, cosine), most similar on top."""
+    labels = [esc(label) for label, _ in neighbours]
+    cos = [float(c) for _, c in neighbours]
+    pos = list(range(len(cos)))
+    fig = go.Figure(go.Bar(
+        x=cos, y=pos, orientation="h", marker_color=BLUE, customdata=labels,
+        text=[f"{c:.2f}" for c in cos], textposition="auto",
+        hovertemplate="%{customdata}: %{x:.3f}<extra></extra>",
+    ))
+    fig.update_yaxes(tickmode="array", tickvals=pos, ticktext=labels, autorange="reversed")
+    fig.update_xaxes(range=[min([0.0] + cos) * 1.05, 1], title="cosine similarity")
+    fig.update_layout(title=title, height=height or min(500, max(220, 24 * len(cos) + 90)),
+                      margin=dict(l=10, r=10, t=50, b=10))
+    return fig

@@ -1,0 +1,94 @@
+"""What the model predicts: next-token bars, the logit lens, and the size of the residual stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .style import BLUE, MAX_TICKS, SEQUENTIAL, VERMILION, esc, position_labels, to_numpy
+
+
+def next_token_bars(probs, labels, k: int = 20, highlight: int | None = None, title: str = "Next token",
+                    height: int | None = None) -> go.Figure:
+    """The k most likely next tokens as horizontal bars, most likely on top.
+
+    labels: a label per id (tokenizer.labels()) or a function id -> label (tokenizer.label).
+    Tokens cut to probability 0 by top-k / top-p are left out. `highlight` (e.g. the sampled token)
+    is drawn in vermilion and added at the bottom if it is not among the top k.
+    customdata holds the token ids, so a page can map a selected bar back to its token.
+    """
+    label = labels if callable(labels) else labels.__getitem__
+    p = to_numpy(probs)
+    order = [int(i) for i in np.argsort(-p, kind="stable")[:k] if p[i] > 0]
+    if highlight is not None and highlight not in order and p[highlight] > 0:
+        order.append(int(highlight))
+    pos = list(range(len(order)))
+    values = p[order]
+    fig = go.Figure(go.Bar(
+        x=values, y=pos, orientation="h", customdata=order,
+        marker_color=[VERMILION if i == highlight else BLUE for i in order],
+        text=[f"{100 * v:.1f}%" for v in values], textposition="auto", cliponaxis=False,
+        hovertext=[esc(label(i)) for i in order],
+        hovertemplate="%{hovertext} (id %{customdata}): %{x:.2%}<extra></extra>",
+    ))
+    fig.update_yaxes(tickmode="array", tickvals=pos, ticktext=[esc(label(i)) for i in order], autorange="reversed")
+    fig.update_xaxes(range=[0, min(1.0, float(values.max(initial=0)) * 1.2 + 0.02)], tickformat=".0%",
+                     title="probability")
+    fig.update_layout(title=title, height=height or min(600, max(220, 22 * len(order) + 90)),
+                      margin=dict(l=10, r=30, t=50, b=10))
+    return fig
+
+
+def logit_lens_chart(table: dict, height: int | None = None) -> go.Figure:
+    """Rows = layers (embed at the top), columns = top-k guesses, colour = probability.
+
+    table: analysis.logit_lens_table(...). The row where the final answer first ranks #1 is
+    outlined; each row's tick also shows the final answer's rank there.
+    """
+    layers, probs = table["layers"], np.asarray(table["top_probs"], dtype=np.float32)
+    n_rows, k = probs.shape
+    answer = table["answer_id"]
+    text = [
+        [f"<b>{esc(lab)}</b>" if i == answer else esc(lab) for lab, i in zip(labs, ids)]
+        for labs, ids in zip(table["top_labels"], table["top_ids"])
+    ]
+    ticks = [f"{name}  (#{rank})" for name, rank in zip(layers, table["answer_rank"])]
+    fig = go.Figure(go.Heatmap(
+        z=probs, x=[f"#{j + 1}" for j in range(k)], y=list(range(n_rows)), text=text, texttemplate="%{text}",
+        colorscale=SEQUENTIAL, zmin=0, zmax=1,
+        colorbar=dict(title="prob", thickness=10, orientation="h", y=-0.05, yanchor="top"),  # right side holds the note
+        hovertemplate="%{text}: %{z:.1%}<extra></extra>",
+    ))
+    fig.update_yaxes(tickmode="array", tickvals=list(range(n_rows)), ticktext=ticks, autorange="reversed")
+    first = table["first_layer_top1"]
+    if first is not None:
+        fig.add_shape(type="rect", x0=-0.5, x1=k - 0.5, y0=first - 0.5, y1=first + 0.5,
+                      line=dict(color=VERMILION, width=3))
+        fig.add_annotation(x=k - 0.5, y=first, xanchor="left", showarrow=False, font_color=VERMILION,
+                           text=f" ← '{esc(table['answer_label'])}' is #1 from here")
+    fig.update_layout(
+        title=f"Logit lens at position {table['position']} (final answer '{esc(table['answer_label'])}')",
+        height=height or min(650, 50 * n_rows + 190), margin=dict(l=10, r=170, t=100, b=60),
+        xaxis_title="guess rank", xaxis_side="top",
+    )
+    return fig
+
+
+def residual_norm_heatmap(norms, labels: list[str], layers: list[str] | None = None,
+                          height: int | None = None) -> go.Figure:
+    """L2 norm of the residual stream per layer boundary (rows) and position (columns)."""
+    z = to_numpy(norms)
+    n_rows, T = z.shape
+    layers = layers or ["embed"] + [f"block {i}" for i in range(n_rows - 1)]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(T)), y=list(range(n_rows)), colorscale=SEQUENTIAL, zmin=0,
+        customdata=[[f"{layer} · {tok}" for tok in position_labels(labels)] for layer in layers],
+        colorbar=dict(title="‖x‖", thickness=12),
+        hovertemplate="%{customdata}: %{z:.2f}<extra></extra>",
+    ))
+    fig.update_xaxes(tickmode="array", tickvals=list(range(T)), ticktext=position_labels(labels),
+                     showticklabels=T <= MAX_TICKS, title="position:token")
+    fig.update_yaxes(tickmode="array", tickvals=list(range(n_rows)), ticktext=layers, autorange="reversed")
+    fig.update_layout(title="Size of the residual stream", height=height or min(500, 40 * n_rows + 140),
+                      margin=dict(l=10, r=10, t=50, b=10))
+    return fig

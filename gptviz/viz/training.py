@@ -1,0 +1,69 @@
+"""Loss curves of one or more training runs, against the loss of guessing at random."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+from .style import GREY, OKABE_ITO, esc
+
+
+def _thin(xs: list, ys: list, max_points: int) -> tuple[list, list]:
+    """Every n-th point (and the last): a 5000-step curve need not travel to the browser in full."""
+    if len(xs) <= max_points:
+        return list(xs), list(ys)
+    step = math.ceil(len(xs) / max_points)
+    keep = list(range(0, len(xs), step))
+    if keep[-1] != len(xs) - 1:
+        keep.append(len(xs) - 1)
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
+def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False, title: str = "Loss",
+               height: int = 380, max_points: int = 1000) -> go.Figure:
+    """Train loss (thin, light) and validation loss (thick, with markers) of each run.
+
+    runs: [{"name", "step", "train_loss", "eval_step", "val_loss"}] (Trainer.history plus a name);
+    lists may be empty while a run starts. The dashed line is the loss of a model that guesses
+    uniformly, ln(vocab_size): a fresh model starts there. best_val_marker stars the lowest
+    validation loss of each run, where more training stopped helping.
+    """
+    baseline = math.log(vocab_size)
+    fig = go.Figure()
+    seen = [baseline]
+    for n, run in enumerate(runs):
+        name, colour = esc(run.get("name", f"run {n + 1}")), OKABE_ITO[n % len(OKABE_ITO)]
+        steps, train = _thin(run.get("step", []), run.get("train_loss", []), max_points)
+        evals, val = list(run.get("eval_step", [])), list(run.get("val_loss", []))
+        seen += [v for v in train + val if math.isfinite(v)]
+        fig.add_trace(go.Scatter(
+            x=steps, y=train, mode="lines", name=f"{name} train", legendgroup=name,
+            line=dict(color=colour, width=1), opacity=0.45,
+            hovertemplate="step %{x}: train %{y:.3f}<extra>" + name + "</extra>",
+        ))
+        fig.add_trace(go.Scatter(
+            x=evals, y=val, mode="lines+markers", name=f"{name} val", legendgroup=name,
+            line=dict(color=colour, width=3), marker=dict(size=7),
+            hovertemplate="step %{x}: val %{y:.3f}<extra>" + name + "</extra>",
+        ))
+        if best_val_marker and val:
+            best = min(range(len(val)), key=lambda i: val[i])
+            fig.add_trace(go.Scatter(
+                x=[evals[best]], y=[val[best]], mode="markers", name=f"{name} best val", legendgroup=name,
+                marker=dict(symbol="star", size=16, color=colour, line=dict(color="black", width=1)),
+                hovertemplate="lowest val loss %{y:.3f} at step %{x}<extra>" + name + "</extra>",
+            ))
+    fig.add_hline(
+        y=baseline, line=dict(dash="dash", color=GREY, width=2),
+        annotation_text=f"random guess = ln(V) = {baseline:.2f}", annotation_position="top right",
+    )
+    fig.update_layout(
+        title=title, height=height, xaxis_title="step", yaxis_title="loss (cross-entropy, nats)",
+        hovermode="closest", legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=50, b=10),
+    )
+    # from 0, so a drop from 4.2 to 2.0 looks like the halving it is
+    fig.update_yaxes(range=[0, max(seen) * 1.08])
+    if not any(run.get("step") or run.get("eval_step") for run in runs):
+        fig.update_xaxes(range=[0, 1])  # nothing yet: an empty axis rather than plotly's -1..6
+    return fig

@@ -1,0 +1,305 @@
+import html
+import math
+import re
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from gptviz import analysis as A
+from gptviz import viz
+from gptviz.generate import next_token_probs
+from gptviz.tokenizers import BPETokenizer, CharTokenizer
+from gptviz.viz.style import CHAR_CLASS_COLOURS, OKABE_ITO, PASTELS
+
+VIRIDIS = go.Heatmap(colorscale="Viridis").colorscale
+RDBU = go.Heatmap(colorscale="RdBu").colorscale
+
+
+@pytest.fixture
+def run(small_model, shakespeare_char):
+    """A real forward pass: (tokenizer, ids, logits, cache)."""
+    tok = shakespeare_char.tokenizer
+    ids = tok.encode("To be, or not: e")  # 16 tokens; 'e' and ' ' repeat
+    logits, cache = small_model.run_with_cache(torch.tensor([ids]))
+    return tok, ids, logits, cache
+
+
+def test_the_figure_layer_never_imports_streamlit():
+    root = Path(__file__).parent.parent / "gptviz"
+    for path in [root / "analysis.py", *sorted((root / "viz").glob("*.py"))]:
+        assert not re.search(r"^\s*(import|from)\s+streamlit", path.read_text(), re.M), path
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+def test_token_html_escapes_and_keeps_one_span_per_token():
+    text = "<script>alert('x')</script>\nhi & bye"
+    tok = CharTokenizer.from_text(text)
+    out = viz.token_html(tok, tok.encode(text))
+    assert set(re.findall(r"</?(\w+)", out)) == {"div", "span", "br"}  # no tag from the text survives
+    shown = html.unescape(re.sub(r"<[^>]+>", "", out))
+    assert shown == text.replace("\n", "⏎")
+    spans = re.findall(r'<span title="([^"]*)" style="background:(#[0-9A-F]{6})', out)
+    assert len(spans) == len(text)
+    assert spans[0][0] == f"id {tok.encode('<')[0]}: &lt;"
+    assert {colour for _, colour in spans} <= set(PASTELS) and spans[0][1] != spans[1][1]
+    assert "⏎<br>" in out and "\n" not in out  # one line of HTML, visible line break
+    assert 'title="id 0: ⏎"' in out  # '\n' sorts first in the char vocabulary
+
+
+def test_token_html_shows_half_characters_by_their_bytes_and_cuts_long_texts():
+    tok = BPETokenizer([])  # no merges: every byte is a token
+    out = viz.token_html(tok, tok.encode("é!"))
+    assert "&lt;0xC3&gt;" in out and "&lt;0xA9&gt;" in out and ">!</span>" in out
+    out = viz.token_html(tok, tok.encode("abcdef"), max_tokens=4)
+    assert out.count("<span title=") == 4 and "2 more tokens" in out
+
+
+def test_token_frequency_chart_puts_the_most_frequent_on_top(shakespeare_char):
+    tok = shakespeare_char.tokenizer
+    counts = A.token_counts(shakespeare_char.tokens, tok.vocab_size)
+    top = [(tok.label(i), c) for i, c in A.top_tokens(counts, 8)]
+    fig = viz.token_frequency_chart(top + [("<b>", 1)])
+    (bar,) = fig.data
+    assert bar.type == "bar" and bar.orientation == "h"
+    assert list(bar.x) == [c for _, c in top] + [1]
+    assert fig.layout.yaxis.ticktext[0] == "␣" and fig.layout.yaxis.ticktext[-1] == "&lt;b&gt;"
+    assert fig.layout.yaxis.autorange == "reversed"
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_loss_chart_draws_train_val_and_the_random_guess_line():
+    runs = [
+        {"name": "small", "step": [0, 1, 2, 3], "train_loss": [4.3, 3.5, 3.0, 2.9], "eval_step": [0, 2, 3],
+         "val_loss": [4.2, 3.1, 3.2]},
+        {"name": "big", "step": [0, 1], "train_loss": [4.1, 3.0], "eval_step": [1], "val_loss": [3.05]},
+    ]
+    fig = viz.loss_chart(runs, vocab_size=65, best_val_marker=True)
+    names = [t.name for t in fig.data]
+    assert names == ["small train", "small val", "small best val", "big train", "big val", "big best val"]
+    train, val, best = fig.data[:3]
+    assert list(train.y) == runs[0]["train_loss"] and list(val.x) == runs[0]["eval_step"]
+    assert train.line.width < val.line.width and "markers" in val.mode
+    assert (best.x[0], best.y[0]) == (2, 3.1)  # the lowest val loss, before it went up again
+    assert train.line.color == val.line.color == OKABE_ITO[0] and fig.data[3].line.color == OKABE_ITO[1]
+    (line,) = fig.layout.shapes
+    assert line.y0 == line.y1 == pytest.approx(math.log(65)) and line.line.dash == "dash"
+    assert "random guess = ln(V)" in fig.layout.annotations[0].text
+    assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] >= 4.3
+
+
+@pytest.mark.parametrize("runs", [
+    [],
+    [{"name": "new", "step": [], "train_loss": [], "eval_step": [], "val_loss": []}],
+    [{"name": "one", "step": [0], "train_loss": [4.2], "eval_step": [0], "val_loss": [4.19]}],
+])
+def test_loss_chart_of_a_run_that_just_started(runs):
+    fig = viz.loss_chart(runs, vocab_size=50257, best_val_marker=True)
+    assert fig.layout.shapes[0].y0 == pytest.approx(math.log(50257))
+    assert fig.layout.yaxis.range[1] > math.log(50257)  # the baseline is in view
+    assert len(fig.data) == 2 * len(runs) + sum(bool(r["val_loss"]) for r in runs)
+
+
+def test_loss_chart_thins_long_histories_but_keeps_the_last_step():
+    steps = list(range(5000))
+    fig = viz.loss_chart([{"name": "long", "step": steps, "train_loss": [3.0] * 5000, "eval_step": [],
+                           "val_loss": []}], 65, max_points=500)
+    assert len(fig.data[0].x) <= 501 and fig.data[0].x[-1] == 4999
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def test_attention_grid_has_one_heatmap_per_head_with_the_input_values(run):
+    tok, ids, _, cache = run
+    patterns = A.attention_for(cache, 2)
+    labels = [tok.label(i) for i in ids]
+    fig = viz.attention_grid(patterns, labels, detector_badges={(1, 0): "previous token"})
+    assert len(fig.data) == 2 * 2 and all(t.type == "heatmap" for t in fig.data)
+    for n, trace in enumerate(fig.data):
+        np.testing.assert_allclose(trace.z, patterns[n // 2, n % 2].numpy(), rtol=1e-6)
+        assert trace.coloraxis == "coloraxis"  # one shared scale and one colour bar
+        assert "query %{y} → key %{x}: %{z:.2f}" in trace.hovertemplate
+    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 1
+    assert fig.layout.coloraxis.colorscale == VIRIDIS
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["L0 H0", "L0 H1", "L1 H0 · previous token", "L1 H1"]
+    x = list(fig.data[0].x)
+    assert len(set(x)) == len(ids)  # repeated tokens stay apart on the axis
+    assert x[:3] == ["0:T", "1:o", "2:␣"]
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.showticklabels
+
+
+def test_attention_grid_hides_dense_ticks_and_handles_a_model_without_attention():
+    fig = viz.attention_grid(torch.rand(1, 3, 30, 30), [str(i % 10) for i in range(30)])
+    assert len(fig.data) == 3 and fig.layout.xaxis.showticklabels is False
+    fig = viz.attention_grid(torch.zeros(0, 0, 5, 5), list("abcde"))
+    assert len(fig.data) == 0 and "no attention" in fig.layout.annotations[0].text
+
+
+def test_attention_head_chart_is_clickable_by_cell(run):
+    tok, ids, _, cache = run
+    pattern = cache["blocks.0.attn.pattern"][0, 1]
+    chart = viz.attention_head_chart(pattern, [tok.label(i) for i in ids], query=5, key=2)
+    assert isinstance(chart, alt.Chart)
+    spec = chart.to_dict()
+    (param,) = spec["params"]
+    assert param["name"] == "cell" and param["select"]["fields"] == ["query", "key"]
+    assert param["select"]["on"] == "click" and param["select"]["type"] == "point"
+    assert spec["mark"]["type"] == "rect"
+    enc = spec["encoding"]
+    assert (enc["x"]["field"], enc["y"]["field"]) == ("key", "query")
+    assert enc["color"]["scale"]["scheme"] == "viridis" and enc["color"]["scale"]["domain"] == [0, 1]
+    assert "datum.query === 5" in enc["opacity"]["condition"]["test"]
+    assert "datum.key === 2" in enc["opacity"]["condition"]["test"]
+    rows = spec["data"]["values"]
+    assert len(rows) == 16 * 17 // 2  # the future (above the diagonal) is left blank
+    got = {(r["query"], r["key"]): r["weight"] for r in rows}
+    assert got[(5, 2)] == pytest.approx(float(pattern[5, 2]), abs=1e-4)
+    assert '"1:o"' in enc["y"]["axis"]["labelExpr"]
+
+
+def test_attention_head_chart_without_a_choice_is_not_dimmed():
+    spec = viz.attention_head_chart(torch.eye(3), list("abc")).to_dict()
+    assert spec["encoding"]["opacity"] == {"value": 1.0}
+
+
+def test_attention_row_bars(run):
+    tok, ids, _, cache = run
+    row = cache["blocks.1.attn.pattern"][0, 0, 7]
+    fig = viz.attention_row_bars(row, [tok.label(i) for i in ids], "where does query 7 look?", highlight=7)
+    (bar,) = fig.data
+    np.testing.assert_allclose(bar.y, row.numpy(), rtol=1e-6)
+    assert list(bar.customdata) == list(range(16)) and bar.marker.line.color[7] == "black"
+    assert fig.layout.xaxis.ticktext[1] == "1:o" and fig.layout.title.text == "where does query 7 look?"
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+def test_embedding_scatter_2d_coloured_by_char_class(small_model, shakespeare_char):
+    tok = shakespeare_char.tokenizer
+    coords, ratio = A.pca(small_model.wte.weight, k=2)
+    classes = [A.char_class(label) for label in tok.labels()]
+    fig = viz.embedding_scatter(coords, tok.labels(), classes, "Token embeddings", explained=ratio)
+    assert {t.name for t in fig.data} == set(classes) and all(t.type == "scatter" for t in fig.data)
+    for trace in fig.data:
+        assert trace.marker.color == CHAR_CLASS_COLOURS[trace.name]
+        for x, y, i, text in zip(trace.x, trace.y, trace.customdata, trace.text):
+            assert (x, y) == pytest.approx(tuple(coords[i].tolist()), abs=1e-6)
+            assert classes[i] == trace.name
+    assert sum(len(t.x) for t in fig.data) == tok.vocab_size
+    assert fig.layout.xaxis.title.text == f"PC1 ({100 * ratio[0]:.0f}% of variance)"
+    assert "markers+text" == fig.data[0].mode
+
+
+def test_embedding_scatter_3d_with_a_frequency_colour_scale(small_model, shakespeare_char):
+    tok = shakespeare_char.tokenizer
+    coords, ratio = A.pca(small_model.wte.weight, k=3)
+    counts = A.token_counts(shakespeare_char.tokens, tok.vocab_size)
+    fig = viz.embedding_scatter(coords, tok.labels(), counts.float(), explained=ratio, ids=list(range(tok.vocab_size)))
+    (trace,) = fig.data
+    assert trace.type == "scatter3d"
+    np.testing.assert_allclose(trace.z, coords[:, 2].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(trace.marker.color, np.log10(1 + counts.numpy()), rtol=1e-5)
+    assert trace.marker.colorscale == VIRIDIS
+    assert fig.layout.scene.zaxis.title.text.startswith("PC3 (")
+
+
+def test_embedding_scatter_drops_point_labels_for_a_big_vocabulary():
+    fig = viz.embedding_scatter(torch.randn(1000, 2), [str(i) for i in range(1000)], torch.rand(1000))
+    assert fig.data[0].mode == "markers" and len(fig.data[0].hovertemplate) > 0
+
+
+def test_similarity_heatmap_uses_a_diverging_scale_centred_at_zero(small_model):
+    sim = A.cosine_similarity_matrix(small_model.wpe.weight)
+    fig = viz.similarity_heatmap(sim, [f"pos {i}" for i in range(16)])
+    (hm,) = fig.data
+    np.testing.assert_allclose(hm.z, sim.numpy(), rtol=1e-6)
+    assert hm.colorscale == RDBU and hm.reversescale  # blue negative, red positive
+    assert (hm.zmin, hm.zmid, hm.zmax) == (-1, 0, 1)
+    assert fig.layout.xaxis.ticktext[3] == "pos 3" and fig.layout.yaxis.autorange == "reversed"
+
+
+def test_neighbours_bars_most_similar_on_top():
+    fig = viz.neighbours_bars([("a", 0.9), ("<", 0.5), ("c", -0.2)])
+    (bar,) = fig.data
+    assert list(bar.x) == [0.9, 0.5, -0.2] and fig.layout.yaxis.autorange == "reversed"
+    assert list(fig.layout.yaxis.ticktext) == ["a", "&lt;", "c"]
+    assert fig.layout.xaxis.range[0] < -0.2
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+def test_next_token_bars_sorted_with_ids_and_percentages(run):
+    tok, _, logits, _ = run
+    probs = next_token_probs(logits[0, -1])
+    fig = viz.next_token_bars(probs, tok.labels(), k=10)
+    (bar,) = fig.data
+    top = probs.topk(10)
+    assert list(bar.customdata) == top.indices.tolist()
+    np.testing.assert_allclose(bar.x, top.values.numpy(), rtol=1e-6)
+    assert list(bar.x) == sorted(bar.x, reverse=True) and fig.layout.yaxis.autorange == "reversed"
+    assert list(fig.layout.yaxis.ticktext) == [tok.label(i) for i in top.indices.tolist()]
+    assert bar.text[0] == f"{100 * top.values[0]:.1f}%"
+
+
+def test_next_token_bars_leave_out_filtered_tokens_and_mark_the_chosen_one(run):
+    tok, _, logits, _ = run
+    probs = next_token_probs(logits[0, -1], top_k=5)
+    fig = viz.next_token_bars(probs, tok.label, k=20, highlight=int(probs.argmax()))
+    assert len(fig.data[0].x) == 5 and all(p > 0 for p in fig.data[0].x)
+    assert fig.data[0].marker.color[0] != fig.data[0].marker.color[1]
+
+    probs = next_token_probs(logits[0, -1])
+    rare = int(probs.argmin())
+    fig = viz.next_token_bars(probs, tok.labels(), k=3, highlight=rare)
+    assert list(fig.data[0].customdata)[-1] == rare and len(fig.data[0].x) == 4
+
+
+def test_logit_lens_chart_shows_the_table(small_model, run):
+    tok, _, _, cache = run
+    table = A.logit_lens_table(small_model, cache, tok, k=4)
+    fig = viz.logit_lens_chart(table)
+    (hm,) = fig.data
+    np.testing.assert_allclose(hm.z, np.array(table["top_probs"]), rtol=1e-6)
+    assert np.shape(hm.text) == (3, 4) and hm.texttemplate == "%{text}"
+    assert [t.split("  ")[0] for t in fig.layout.yaxis.ticktext] == ["embed", "block 0", "block 1"]
+    assert hm.text[-1][0] == f"<b>{table['answer_label']}</b>"  # the final answer in bold
+    (box,) = fig.layout.shapes
+    first = table["first_layer_top1"]
+    assert box.y0 == first - 0.5 and box.y1 == first + 0.5
+
+
+def test_residual_norm_heatmap(run):
+    tok, ids, _, cache = run
+    norms = A.residual_norms(cache, 2)
+    fig = viz.residual_norm_heatmap(norms, [tok.label(i) for i in ids])
+    (hm,) = fig.data
+    np.testing.assert_allclose(hm.z, norms.numpy(), rtol=1e-6)
+    assert list(fig.layout.yaxis.ticktext) == ["embed", "block 0", "block 1"]
+    assert hm.customdata[2][0] == "block 1 · 0:T" and hm.colorscale == VIRIDIS
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def test_figure_to_html_works_offline_for_plotly():
+    out = viz.figure_to_html(viz.loss_chart([], 65))
+    assert "<html>" in out[:100] and len(out) > 1_000_000  # plotly.js is inside
+    assert not re.search(r'<script[^>]+src="https?://', out)
+
+
+def test_figure_to_html_of_an_altair_chart():
+    out = viz.figure_to_html(viz.attention_head_chart(torch.eye(2), ["a", "b"]))
+    assert "vegaEmbed" in out and '"cell"' in out
+    with pytest.raises(TypeError):
+        viz.figure_to_html("not a figure")

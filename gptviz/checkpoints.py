@@ -85,6 +85,7 @@ def save_checkpoint(path: Path | str, model: GPT, tokenizer: tokenizers.Tokenize
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import GptvizError
+from .errors import ConfigError, GptvizError
 
 EPILOG = """examples:
   python -m gptviz train --preset gpt --iters 600 --out shakespeare-char
@@ -114,6 +114,9 @@ def _train_args(p):
     p.add_argument("--eval-interval", type=int, default=d.eval_interval)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--snapshot-steps", default=None,
+                   help="comma-separated steps to keep weights at, for the training timeline "
+                        "(default: log-spaced 0, 10, 30, 100, 300, ... and the last step)")
 
 
 def _checkpoint_arg(p):
@@ -131,8 +134,15 @@ def _train_config(args, max_iters=None):
     from .train import TrainConfig
 
     lr = args.lr
+    snapshots = None
+    if args.snapshot_steps:
+        try:
+            snapshots = [int(s) for s in args.snapshot_steps.split(",")]
+        except ValueError:
+            raise ConfigError(f"--snapshot-steps must be whole numbers separated by commas, not {args.snapshot_steps!r}.")
     return TrainConfig(max_iters=max_iters or args.iters, batch_size=args.batch_size, learning_rate=lr,
-                       min_lr=lr / 10, eval_interval=args.eval_interval, seed=args.seed, device=args.device)
+                       min_lr=lr / 10, eval_interval=args.eval_interval, seed=args.seed, device=args.device,
+                       snapshot_steps=snapshots)
 
 
 def _load_data(args):

@@ -22,3 +22,14 @@ def small_config(shakespeare_char):
 def small_model(small_config):
     torch.manual_seed(0)
     return GPT(small_config).eval()
+
+
+@pytest.fixture
+def app():
+    """A fresh Streamlit session of the real app (AppTest runs the scripts without a browser)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("app.py", default_timeout=90)
+    at.run()
+    assert not at.exception, at.exception
+    return at

@@ -1,0 +1,32 @@
+"""gptviz: train a small GPT in your browser session, then look inside it.
+
+    streamlit run app.py
+"""
+
+import streamlit as st
+import torch
+
+from ui import models, state
+from ui.entry import running_app
+
+st.set_page_config(page_title="gptviz", page_icon="🔎", layout="wide")
+torch.set_num_threads(min(2, torch.get_num_threads()))  # few threads per process keep every page responsive
+state.init()
+
+pages = st.navigation({
+    "Build": [
+        st.Page("pages/data.py", title="Data & tokens", icon="🔤", default=True),
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+    ],
+    "Look inside": [
+        st.Page("pages/attention.py", title="Attention", icon="👀"),
+        st.Page("pages/embeddings.py", title="Embeddings", icon="🗺️"),
+        st.Page("pages/next_token.py", title="Next token", icon="🎲"),
+        st.Page("pages/layers.py", title="Inside the layers", icon="🧅"),
+    ],
+})
+
+# Shared widgets come after st.navigation: created before it, their first change is lost.
+models.picker()
+with running_app():
+    pages.run()

@@ -1,0 +1,84 @@
+"""Small pieces every page uses: the intro line, student-facing errors, the prompt, the capture."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import streamlit as st
+import torch
+
+from gptviz.data import CORPORA, corpus_text
+from gptviz.errors import GptvizError
+
+from . import state
+from .models import ModelEntry
+
+FALLBACK_PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
+
+
+def intro(text: str):
+    """Two or three sentences for students: what they see here and what to try."""
+    st.caption(text)
+
+
+@contextlib.contextmanager
+def student_errors():
+    """Show a GptvizError as a message for the student and stop this run; the session keeps everything."""
+    try:
+        yield
+    except GptvizError as e:
+        st.error(str(e), icon="⚠️")
+        st.stop()
+
+
+def default_prompt(model: ModelEntry) -> str:
+    """A line from the model's own training text: its characters are in the vocabulary."""
+    if model.corpus in CORPORA:
+        text = corpus_text(model.corpus)
+        val = text[int(len(text) * 0.9):]  # a line the model did not train on
+        for line in val.splitlines():
+            if 30 <= len(line) <= 60:
+                return line
+    return FALLBACK_PROMPT
+
+
+def prompt_input(model: ModelEntry, page: str, label: str = "Prompt") -> str:
+    """A prompt box whose text follows the student from page to page."""
+    key = f"prompt_{page}"
+    if state.get(state.PROMPT) is None:
+        state.put(state.PROMPT, default_prompt(model))
+    st.session_state[key] = state.get(state.PROMPT)  # each page has its own widget; the text is shared
+    st.text_area(label, key=key, height=80, on_change=lambda: state.put(state.PROMPT, st.session_state[key]))
+    return state.get(state.PROMPT)
+
+
+def encode_prompt(model: ModelEntry, text: str, replace_unknown: bool = False) -> list[int]:
+    """Token ids of the prompt, cropped to the model's window (and saying so)."""
+    if not text:
+        raise GptvizError("The prompt is empty: type a few characters.")
+    tok = model.tokenizer
+    ids = tok.encode(text, unknown="replace") if (replace_unknown and tok.kind == "char") else tok.encode(text)
+    if not ids:
+        raise GptvizError("The prompt gives no tokens: type a few characters.")
+    block = model.model.config.block_size
+    if len(ids) > block:
+        st.info(f"The prompt has {len(ids)} tokens; this model sees at most {block} (its block_size), "
+                f"so only the last {block} are used.")
+        ids = ids[-block:]
+    return ids
+
+
+_CAPTURES = "captures"
+
+
+def capture(model: ModelEntry, ids: list[int]):
+    """run_with_cache, remembered per session for the last few (model, prompt) pairs."""
+    memo: OrderedDict = st.session_state.setdefault(_CAPTURES, OrderedDict())
+    key = (model.key, id(model.model), tuple(ids))
+    if key not in memo:
+        memo[key] = model.model.run_with_cache(torch.tensor([ids]))
+        while len(memo) > 8:
+            memo.popitem(last=False)
+    memo.move_to_end(key)
+    return memo[key]

@@ -1,0 +1,73 @@
+"""Every st.session_state key the app uses, with its default, in one place.
+
+Pages read and write session state only through these names, so no page invents its own spelling.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+# data: which text and tokenizer the student chose on the Data page
+CORPUS = "corpus"  # a bundled corpus name, or UPLOAD
+UPLOAD = "upload"
+UPLOADED_TEXT = "uploaded_text"  # the decoded text of the last good upload
+UPLOADED_NAME = "uploaded_name"
+TOKENIZER = "tokenizer_kind"  # "char", "gpt2" or "bpe"
+BPE_VOCAB = "bpe_vocab"
+
+# models: the runs trained in this session and the model every inspection page shows
+RUNS = "runs"  # run id -> Run
+MODEL = "model_key"  # key of the selected model (see ui.models); also the picker widget's key
+PENDING_MODEL = "pending_model_key"  # a model to select at the next run (set from callbacks)
+LOADED = "loaded_checkpoints"  # checkpoint path -> (mtime, Checkpoint), this session's own copies
+PROMPT = "prompt"  # the prompt shared by the inspection pages
+
+DEFAULTS = {
+    CORPUS: "tinyshakespeare",
+    UPLOADED_TEXT: None,
+    UPLOADED_NAME: None,
+    TOKENIZER: "char",
+    BPE_VOCAB: 512,
+    MODEL: None,
+    PENDING_MODEL: None,
+    PROMPT: None,
+}
+
+
+def init():
+    """Fill in defaults once per session (call at the top of app.py)."""
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    st.session_state.setdefault(RUNS, {})
+    st.session_state.setdefault(LOADED, {})
+
+
+def get(key):
+    return st.session_state.get(key, DEFAULTS.get(key))
+
+
+def put(key, value):
+    st.session_state[key] = value
+
+
+_run_ids = itertools.count(1)
+
+
+@dataclass
+class Run:
+    """One training run of this session: the trainer owns the model and its history."""
+
+    name: str
+    trainer: object  # gptviz.train.Trainer
+    tokenizer: object
+    corpus: str
+    preset: str
+    id: int = field(default_factory=lambda: next(_run_ids))
+    saved_as: str | None = None
+
+
+def runs() -> dict[int, Run]:
+    return st.session_state[RUNS]

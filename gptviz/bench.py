@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from .budget import flops_per_token
 from .data import TokenData, corpus_text
 from .model import GPT, GPTConfig
 from .train import TrainConfig, Trainer, make_optimizer
@@ -133,12 +134,6 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 10) -> float:
         torch.mm(a, b)
         times.append(time.perf_counter() - t)
     return 2 * n**3 / statistics.median(times) / 1e9
-
-
-def flops_per_token(cfg: GPTConfig, n_params: int) -> float:
-    """nanoGPT's estimate: 6N for the weights plus the attention's 12 L T C (forward + backward)."""
-    n = n_params - cfg.block_size * cfg.n_embd  # position embeddings do no multiply-adds
-    return 6 * n + 12 * cfg.n_layer * cfg.block_size * cfg.n_embd
 
 
 def _median_ms(fn: Callable, reps: int) -> float:

@@ -1,6 +1,136 @@
 import streamlit as st
 
+from gptviz import budget, viz
+from gptviz.model import PRESET_TITLES, PRESETS
+from ui import data, state, training
+from ui.common import intro, student_errors
 from ui.entry import require_app
+from ui.training import key
 
 require_app()
-st.title('train')
+st.title("Train")
+intro("Choose a step of the lecture's ladder, move the sliders, press **Train** and watch the loss fall. "
+      "The dashed line is a random guess: a model that learned nothing scores ln(vocabulary size). "
+      "Everything you train stays in this browser session; open it on the inspection pages.")
+
+training.init_defaults()
+with student_errors():
+    chosen = data.chosen_data()
+if chosen is None:
+    st.warning("Choose a text on the **Data & tokens** page first (or upload one).")
+    st.stop()
+corpus, token_data = chosen
+vocab = token_data.tokenizer.vocab_size
+st.caption(f"Text: **{corpus}** · {data.TOKENIZER_LABELS[token_data.tokenizer.kind]} · vocabulary {vocab:,} · "
+           f"{token_data.num_tokens:,} tokens (change them on the Data & tokens page)")
+
+st.selectbox("Preset (the lecture's ladder)", list(PRESETS), format_func=PRESET_TITLES.get, key=key("preset"),
+             on_change=training.apply_preset, persist_state="session")
+
+model_col, train_col = st.columns(2)
+with model_col:
+    st.markdown("**Model**")
+    st.slider("n_layer (blocks)", 0, 8, key=key("n_layer"), persist_state="session",
+              help="0 gives a bigram model: no attention at all.")
+    st.select_slider("n_embd (embedding width)", [16, 32, 48, 64, 96, 128, 192, 256], key=key("n_embd"),
+                     persist_state="session")
+    heads = training.head_choices(st.session_state[key("n_embd")])
+    if st.session_state[key("n_head")] not in heads:  # keep n_head valid when n_embd changes
+        st.session_state[key("n_head")] = max(h for h in heads if h <= max(st.session_state[key("n_head")], 1))
+    st.select_slider("n_head (heads per block)", heads, key=key("n_head"), persist_state="session",
+                     help="Only values that divide n_embd: each head gets n_embd / n_head dimensions.")
+    st.select_slider("block_size (context length)", [8, 16, 32, 64, 128, 256], key=key("block_size"),
+                     persist_state="session")
+    st.slider("dropout", 0.0, 0.5, step=0.05, key=key("dropout"), persist_state="session")
+    with st.expander("Switch parts of the model on and off"):
+        st.toggle("position embeddings", key=key("pos_embd"), persist_state="session")
+        st.toggle("MLP after attention", key=key("mlp"), persist_state="session")
+        st.toggle("residual connections", key=key("residual"), persist_state="session")
+        st.toggle("LayerNorm", key=key("layernorm"), persist_state="session")
+with train_col:
+    st.markdown("**Training**")
+    st.select_slider("batch_size", [4, 8, 12, 16, 24, 32, 48, 64], key=key("batch_size"), persist_state="session")
+    st.select_slider("learning_rate (peak)", [1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 1e-1, 1.0],
+                     key=key("learning_rate"), format_func=lambda v: f"{v:g}", persist_state="session",
+                     help="Warm-up, then cosine decay to a tenth of it. Too high and the loss explodes.")
+    st.slider("iterations", 20, 5000, step=20, key=key("max_iters"), persist_state="session")
+    st.slider("eval_interval", 10, 500, step=10, key=key("eval_interval"), persist_state="session",
+              help="How often to measure the loss on held-out text (and print a sample).")
+    st.number_input("seed", 0, 2**31 - 1, key=key("seed"), persist_state="session",
+                    help="The same seed gives the same initial weights and batches: runs you can compare.")
+
+with student_errors():
+    config = training.model_config(vocab)
+    cfg = training.train_config()
+est = budget.estimate(config, cfg.batch_size, cfg.max_iters, training.peak_flops())
+a, b, c = st.columns(3)
+a.metric("Parameters", f"{est.params:,}")
+b.metric("Estimated time", f"~{est.seconds:.0f} s" if est.seconds < 120 else f"~{est.seconds / 60:.1f} min")
+c.metric("Memory", f"~{est.memory_mb:,.0f} MB")
+
+run = training.latest_run()
+active = run is not None and not run.trainer.done
+buttons = st.columns([1, 1, 1, 4])
+buttons[0].button("Train", type="primary", on_click=training.start, disabled=active, key="train_start")
+if active:
+    paused = run.trainer.status == "paused"
+    buttons[1].button("Resume" if paused else "Pause", key="train_pause",
+                      on_click=run.trainer.resume if paused else run.trainer.pause)
+    buttons[2].button("Stop", key="train_stop", on_click=training.stop, args=(run,))
+if st.session_state.get(training.ERROR):
+    st.error(st.session_state[training.ERROR], icon="⚠️")
+
+
+def run_curves(r: state.Run) -> dict:
+    h = r.trainer.history
+    return {"name": r.name, "step": h["step"], "train_loss": h["train_loss"], "eval_step": h["eval_step"],
+            "val_loss": h["val_loss"]}
+
+
+@st.fragment(run_every=0.5 if active else None)
+def live_view():
+    """Redrawn twice a second while training; moving other widgets does not touch the run."""
+    if run is None:
+        return
+    t = run.trainer
+    if t.status == "queued":
+        ahead = training.job_queue().position(t)
+        st.info(f"Queued, {ahead} ahead: the server trains a few models at a time." if ahead
+                else "Starting…")
+    else:
+        eta = f" · ETA {t.eta_s:.0f} s" if t.eta_s else ""
+        st.progress(min(t.step / t.cfg.max_iters, 1.0),
+                    text=f"{run.name} — {t.status} · step {t.step}/{t.cfg.max_iters} · "
+                         f"{t.tokens_per_sec:,.0f} tokens/s{eta}")
+    st.plotly_chart(viz.loss_chart([run_curves(run)], run.tokenizer.vocab_size, best_val_marker=True),
+                    theme=None, key="train_live_chart")
+    if t.history["samples"]:
+        st.markdown(f"**Sample at step {t.history['eval_step'][-1]}**")
+        st.code(t.history["samples"][-1], language=None)
+    if t.done:
+        (st.error if t.status in ("diverged", "error") else st.success)(t.message)
+        if active:  # it ended since the page was drawn: a full rerun switches polling off
+            st.rerun()
+
+
+live_view()
+
+if run is not None and run.trainer.done and run.trainer.status != "error":
+    st.session_state.setdefault("train_save_name", f"{run.preset}-{corpus.split('.')[0]}")
+    name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+    name_col.text_input("Save this model as", key="train_save_name",
+                        help="Letters, digits, '-', '_' and '.'; saved in the checkpoints/ folder.")
+    button_col.button("Save checkpoint", key="train_save", on_click=training.save, args=(run,))
+    saved = st.session_state.get(training.SAVED)
+    if saved:
+        (st.success if saved[0] == "ok" else st.error)(saved[1])
+
+finished_runs = [r for r in state.runs().values() if r.trainer.done]
+if len(finished_runs) > 1:
+    st.subheader("Compare your runs")
+    chosen_ids = st.multiselect("Runs", [r.id for r in finished_runs], default=[r.id for r in finished_runs[-3:]],
+                                format_func=lambda i: state.runs()[i].name, key="train_compare")
+    picked = [state.runs()[i] for i in chosen_ids]
+    if picked:
+        st.plotly_chart(viz.loss_chart([run_curves(r) for r in picked], picked[0].tokenizer.vocab_size,
+                                       best_val_marker=True, title="Loss of your runs"), theme=None)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,7 +31,7 @@ def app():
     """A fresh Streamlit session of the real app (AppTest runs the scripts without a browser)."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("app.py", default_timeout=90)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
     at.run()
     assert not at.exception, at.exception
     return at

@@ -87,6 +87,9 @@ def picker():
     """The sidebar model picker, shared by every page (created after st.navigation, see app.py)."""
     options = choices()
     pending = state.get(state.PENDING_MODEL)
+    for run in state.runs().values():  # a run that just finished becomes the model to inspect
+        if run.trainer.done and not run.announced:
+            run.announced, pending = True, f"run:{run.id}"
     if pending in options:
         st.session_state[state.MODEL] = pending
     state.put(state.PENDING_MODEL, None)

@@ -15,6 +15,7 @@ CORPUS = "corpus"  # a bundled corpus name, or UPLOAD
 UPLOAD = "upload"
 UPLOADED_TEXT = "uploaded_text"  # the decoded text of the last good upload
 UPLOADED_NAME = "uploaded_name"
+UPLOADED_ID = "uploaded_id"  # the uploader's file id: a new upload replaces the text
 TOKENIZER = "tokenizer_kind"  # "char", "gpt2" or "bpe"
 BPE_VOCAB = "bpe_vocab"
 
@@ -29,6 +30,7 @@ DEFAULTS = {
     CORPUS: "tinyshakespeare",
     UPLOADED_TEXT: None,
     UPLOADED_NAME: None,
+    UPLOADED_ID: None,
     TOKENIZER: "char",
     BPE_VOCAB: 512,
     MODEL: None,
@@ -67,6 +69,7 @@ class Run:
     preset: str
     id: int = field(default_factory=lambda: next(_run_ids))
     saved_as: str | None = None
+    announced: bool = False  # has the picker switched to it since it finished?
 
 
 def runs() -> dict[int, Run]:

@@ -1,0 +1,69 @@
+"""The Data & tokens page in a real Streamlit session (AppTest)."""
+
+from gptviz.data import corpus_text
+from gptviz.tokenizers import build
+
+
+def metrics(at):
+    return {m.label: m.value for m in at.metric}
+
+
+def test_opens_on_tiny_shakespeare_in_characters(app):
+    m = metrics(app)
+    n = len(corpus_text("tinyshakespeare"))
+    assert m["Characters"] == f"{n:,}" and m["Tokens"] == f"{n:,}"
+    assert m["Vocabulary"] == "65" and m["Characters per token"] == "1.00"
+    assert not app.exception
+
+
+def test_gpt2_tokens_are_fewer_and_counted_by_the_real_ranks(app):
+    app.radio(key="tokenizer_kind").set_value("gpt2").run()
+    expected = len(build("gpt2").encode(corpus_text("tinyshakespeare")))
+    m = metrics(app)
+    assert m["Tokens"] == f"{expected:,}" and m["Vocabulary"] == "50,257"
+    assert float(m["Characters per token"]) > 3
+
+
+def test_bpe_replays_its_merges_one_by_one(app):
+    app.radio(key="tokenizer_kind").set_value("bpe").run()
+    app.slider(key="bpe_vocab").set_value(320).run()
+    assert metrics(app)["Vocabulary"] == "320"
+    app.text_input(key="data_replay_sentence").set_value("the king and the queen").run()
+    counts = []
+    for n in (0, 10, 64):
+        app.slider(key="data_replay_n").set_value(n).run()
+        caption = [c.value for c in app.caption if "merges." in c.value][0]
+        counts.append(int(caption.split("→ ")[1].split(" tokens")[0]))
+    assert counts[0] == len("the king and the queen".encode())
+    assert counts[0] > counts[1] >= counts[2]
+    assert any(md.value.startswith("Merge #64:") for md in app.markdown)
+
+
+def test_an_uploaded_text_becomes_the_training_text(app):
+    app.radio(key="corpus").set_value("upload").run()
+    assert any("Upload a .txt" in i.value for i in app.info)
+    text = "Once upon a time a robot learned to read. " * 50
+    app.get("file_uploader")[0].upload("story.txt", text.encode("utf-8"), "text/plain")
+    app.run()
+    m = metrics(app)
+    assert m["Characters"] == f"{len(text):,}" and int(m["Vocabulary"]) == len(set(text))
+    assert any("story.txt" in c.value for c in app.caption)
+
+
+def test_a_binary_upload_is_refused_and_the_previous_text_stays(app):
+    app.radio(key="corpus").set_value("upload").run()
+    uploader = app.get("file_uploader")[0]
+    uploader.upload("notes.txt", b"good text for a tiny model " * 20, "text/plain")
+    app.run()
+    good = metrics(app)["Characters"]
+    app.get("file_uploader")[0].set_value(("photo.txt", b"\x89PNG\r\n\x1a\n" + bytes(100), "text/plain"))
+    app.run()
+    assert any("PNG image" in e.value for e in app.error)
+    assert metrics(app)["Characters"] == good and not app.exception
+
+
+def test_a_sentence_outside_the_vocabulary_is_shown_with_replacements(app):
+    app.text_input(key="data_sentence").set_value("naïve café").run()
+    assert not app.exception and not app.error
+    caption = [c.value for c in app.caption if "characters →" in c.value][0]
+    assert caption.startswith("10 characters → 10 tokens")

@@ -1,0 +1,42 @@
+"""The text and tokenizer chosen on the Data page, tokenized once and shared with the Train page."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from gptviz.data import CORPORA, TokenData, corpus_text
+
+from . import state
+
+CORPUS_LABELS = {"tinyshakespeare": "Tiny Shakespeare (1.1 MB)", "wizard_of_oz": "Dorothy and the Wizard in Oz (0.2 MB)",
+                 state.UPLOAD: "My own text (upload a .txt)"}
+TOKENIZER_LABELS = {"char": "Characters", "gpt2": "GPT-2 BPE (50,257 tokens)", "bpe": "BPE trained on this text"}
+
+
+def chosen_text() -> tuple[str, str] | None:
+    """(name, text) of the chosen corpus, or None when 'upload' is chosen but nothing was uploaded."""
+    corpus = state.get(state.CORPUS)
+    if corpus == state.UPLOAD:
+        text = state.get(state.UPLOADED_TEXT)
+        return None if text is None else (state.get(state.UPLOADED_NAME), text)
+    return corpus, corpus_text(corpus)
+
+
+@st.cache_resource(show_spinner="Tokenizing the text…", max_entries=8)
+def _token_data(digest: str, kind: str, vocab_size: int | None, _text: str) -> TokenData:
+    # keyed by the text's hash: read-only, so sessions with the same text may share it
+    return TokenData.from_text(_text, kind, vocab_size)
+
+
+def chosen_data() -> tuple[str, TokenData] | None:
+    """(corpus name, tokenized text) for the current choice; raises GptvizError on unusable text."""
+    chosen = chosen_text()
+    if chosen is None:
+        return None
+    name, text = chosen
+    kind = state.get(state.TOKENIZER)
+    vocab = state.get(state.BPE_VOCAB) if kind == "bpe" else None
+    digest = name if name in CORPORA else hashlib.sha256(text.encode()).hexdigest()
+    return name, _token_data(digest, kind, vocab, text)

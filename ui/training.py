@@ -1,0 +1,126 @@
+"""The Train page's state: slider settings, starting runs, and the server-wide training queue."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from gptviz import budget
+from gptviz.bench import matmul_peak_gflops
+from gptviz.checkpoints import checkpoint_path, save_checkpoint
+from gptviz.errors import GptvizError
+from gptviz.jobs import JobQueue
+from gptviz.model import PRESETS, GPTConfig, preset_config
+from gptviz.train import TrainConfig, Trainer
+
+from . import data, models, state
+
+ERROR = "train_error"  # a message from the last Start click
+SAVED = "train_saved"  # ("ok" | "error", message) from the last Save click
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embd", "mlp", "residual", "layernorm")
+DEFAULT_PRESET = "gpt"
+
+
+def key(name: str) -> str:
+    return f"train_{name}"
+
+
+def preset_values(preset: str) -> dict:
+    cfg = preset_config(preset, vocab_size=65)  # vocab comes from the data; the rest from the preset
+    return {f: getattr(cfg, f) for f in MODEL_FIELDS}
+
+
+def init_defaults():
+    t = TrainConfig()
+    defaults = {"preset": DEFAULT_PRESET, **preset_values(DEFAULT_PRESET), "batch_size": t.batch_size,
+                "learning_rate": t.learning_rate, "max_iters": t.max_iters, "eval_interval": t.eval_interval,
+                "seed": t.seed}
+    for name, value in defaults.items():
+        st.session_state.setdefault(key(name), value)
+
+
+def apply_preset():
+    """on_change of the preset picker: move the model sliders to the preset's values."""
+    for name, value in preset_values(st.session_state[key("preset")]).items():
+        st.session_state[key(name)] = value
+
+
+def head_choices(n_embd: int) -> list[int]:
+    """Only head counts that divide n_embd: every head gets an equal slice."""
+    return [h for h in range(1, 17) if n_embd % h == 0]
+
+
+def model_config(vocab_size: int) -> GPTConfig:
+    values = {f: st.session_state[key(f)] for f in MODEL_FIELDS}
+    return GPTConfig(vocab_size=vocab_size, **values)
+
+
+def train_config() -> TrainConfig:
+    lr = st.session_state[key("learning_rate")]
+    iters = st.session_state[key("max_iters")]
+    return TrainConfig(max_iters=iters, batch_size=st.session_state[key("batch_size")], learning_rate=lr,
+                       min_lr=lr / 10, warmup_iters=min(30, max(1, iters // 10)),
+                       eval_interval=min(st.session_state[key("eval_interval")], iters),
+                       seed=int(st.session_state[key("seed")]))
+
+
+@st.cache_resource(show_spinner=False)
+def job_queue() -> JobQueue:
+    """One queue for the whole server: at most GPTVIZ_MAX_TRAININGS (default: CPU cores) train at once."""
+    return JobQueue(int(os.environ.get("GPTVIZ_MAX_TRAININGS", 0)) or None)
+
+
+@st.cache_resource(show_spinner=False)
+def peak_flops() -> float:
+    return matmul_peak_gflops(512, reps=5) * 1e9
+
+
+def latest_run() -> state.Run | None:
+    runs = state.runs()
+    return runs[max(runs)] if runs else None
+
+
+def start():
+    """on_click of Train: build data, model and trainer, then queue it. Errors go to ERROR for the page."""
+    st.session_state[ERROR] = None
+    try:
+        chosen = data.chosen_data()
+        if chosen is None:
+            raise GptvizError("Choose a text on the Data page first (or upload one).")
+        corpus, token_data = chosen
+        config = model_config(token_data.tokenizer.vocab_size)
+        cfg = train_config()
+        budget.check_fits(budget.estimate(config, cfg.batch_size, cfg.max_iters))
+        trainer = Trainer(config, cfg, token_data)
+    except GptvizError as e:
+        st.session_state[ERROR] = str(e)
+        return
+    preset = st.session_state[key("preset")]
+    n = len(state.runs()) + 1
+    run = state.Run(name=f"run {n}: {preset} on {corpus} ({token_data.tokenizer.kind})", trainer=trainer,
+                    tokenizer=token_data.tokenizer, corpus=corpus, preset=preset)
+    state.runs()[run.id] = run
+    job_queue().submit(trainer)
+
+
+def stop(run: state.Run):
+    job_queue().cancel(run.trainer)
+
+
+def save(run: state.Run):
+    """on_click of Save: write the run as a checkpoint under the name typed by the student."""
+    name = st.session_state["train_save_name"].strip()
+    try:
+        path = checkpoint_path(name)
+        if path.stem == models.DEFAULT_CHECKPOINT:
+            raise GptvizError(f"{name!r} is the bundled model's name; choose another one.")
+        t = run.trainer
+        meta = {"corpus": run.corpus, "preset": run.preset, "train_config": t.cfg.to_dict(), "history": t.history,
+                "elapsed_s": t.elapsed_s}
+        save_checkpoint(path, t.model, run.tokenizer, meta, t.snapshots)
+    except GptvizError as e:
+        st.session_state[SAVED] = ("error", str(e))
+        return
+    run.saved_as = path.stem
+    st.session_state[SAVED] = ("ok", f"Saved as {path.name}: it is in the model picker for everyone on this server.")

@@ -1,0 +1,123 @@
+"""What a student does, in a real browser: every page, an upload, a live training, two students."""
+
+import re
+
+import pytest
+
+from .conftest import Server, open_page, plotly_traces, screenshot, wait_idle
+
+PAGES = ["Data & tokens", "Train", "Attention", "Embeddings", "Next token", "Inside the layers"]
+
+
+def goto(page, name):
+    page.get_by_role("link", name=name).click()
+    wait_idle(page)
+
+
+def slider(page, label):
+    return page.locator(f'input[type=range][aria-label="{label}"]')
+
+
+def press(page, label, *keys):
+    """Move a slider with the keyboard, as a student using the arrow keys would."""
+    thumb = slider(page, label)
+    thumb.focus()
+    for key in keys:
+        thumb.press(key)
+    page.wait_for_timeout(250)
+    wait_idle(page)
+
+
+def model_in_picker(page) -> str:
+    return page.locator("[data-testid=stSidebar] input[role=combobox]").input_value()
+
+
+def no_exception(page):
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_every_page_renders_without_an_exception(page, server):
+    open_page(page, server)
+    assert "shakespeare-char" in model_in_picker(page)  # the bundled model is ready at once
+    for name in PAGES:
+        goto(page, name)
+        no_exception(page)
+        assert page.locator("h1").first.inner_text().strip() == name
+        screenshot(page, re.sub(r"\W+", "-", name.lower()))
+
+
+def test_the_data_page_tokenizes_an_uploaded_file(page, server, tmp_path):
+    text = "The little robot read every book in the library, one token at a time.\n" * 40
+    upload = tmp_path / "robot.txt"
+    upload.write_text(text, encoding="utf-8")
+    open_page(page, server)
+    page.get_by_text("My own text (upload a .txt)").click()
+    wait_idle(page)
+    page.locator("input[type=file]").set_input_files(str(upload))
+    wait_idle(page)
+    metrics = page.locator("[data-testid=stMetric]")
+    assert metrics.nth(0).inner_text().endswith(f"{len(text):,}")
+    assert metrics.nth(2).inner_text().endswith(str(len(set(text))))
+    assert page.get_by_text("Using robot.txt").count() == 1
+    no_exception(page)
+
+
+def test_training_draws_live_while_the_student_moves_sliders(page, server):
+    open_page(page, server, "train")
+    press(page, "n_embd (embedding width)", "Home")  # 16 wide: quick
+    press(page, "iterations", "Home", *["ArrowRight"] * 24)  # 20 + 24 * 20 = 500 steps
+    press(page, "eval_interval", "Home")
+    page.get_by_role("button", name="Train", exact=True).click()
+
+    def train_points():
+        traces = plotly_traces(page)
+        return max((t["n"] for t in traces or [] if "train" in t["name"]), default=0)
+
+    page.wait_for_function("document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot')")
+    page.wait_for_timeout(1000)
+    before = train_points()
+    press(page, "dropout", "ArrowRight")  # another widget moves mid-run
+    page.wait_for_timeout(1500)
+    after = train_points()
+    assert after > before > 0, (before, after)
+    page.get_by_text(re.compile(r"Finished 500 steps")).wait_for(timeout=120_000)
+    screenshot(page, "train-finished")
+    assert "🧪 run 1" in model_in_picker(page)
+
+    goto(page, "Attention")
+    heatmaps = [t for t in plotly_traces(page) if t["type"] == "heatmap"]
+    assert len(heatmaps) == 4 * 4  # every layer x head of the model just trained
+    no_exception(page)
+    screenshot(page, "attention-after-training")
+
+
+def test_two_students_do_not_see_each_others_runs(browser, server):
+    a, b = browser.new_context(), browser.new_context()
+    try:
+        pa, pb = a.new_page(), b.new_page()
+        open_page(pa, server, "train")
+        open_page(pb, server, "train")
+        press(pa, "n_embd (embedding width)", "Home")
+        press(pa, "iterations", "Home")
+        pa.get_by_role("button", name="Train", exact=True).click()
+        pa.get_by_text(re.compile(r"Finished 20 steps")).wait_for(timeout=60_000)
+        wait_idle(pa)
+        assert "🧪" in model_in_picker(pa)
+        pb.reload()
+        wait_idle(pb)
+        assert "🧪" not in model_in_picker(pb) and "shakespeare-char" in model_in_picker(pb)
+        assert pb.locator("[data-testid=stPlotlyChart]").count() == 0  # no run, no loss chart
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_shared_link_to_a_page_works_on_a_fresh_server(page):
+    fresh = Server()  # its very first request is a deep link
+    try:
+        open_page(page, fresh, "train")
+        assert page.locator("h1").first.inner_text().strip() == "Train"
+        assert "shakespeare-char" in model_in_picker(page)
+        no_exception(page)
+    finally:
+        fresh.stop()

@@ -6,7 +6,7 @@
 import streamlit as st
 import torch
 
-from ui import models, state
+from ui import models, state, training
 from ui.entry import running_app
 
 st.set_page_config(page_title="gptviz", page_icon="🔎", layout="wide")
@@ -28,5 +28,6 @@ pages = st.navigation({
 
 # Shared widgets come after st.navigation: created before it, their first change is lost.
 models.picker()
+training.sidebar_status()
 with running_app():
     pages.run()

@@ -109,7 +109,7 @@ def build_model(config: GPTConfig, seed: int) -> GPT:
 
 class Trainer:
     def __init__(self, model: GPT | GPTConfig, cfg: TrainConfig, data: "TokenData",
-                 on_event: Callable[[TrainEvent], None] | None = None):
+                 on_event: Callable[[TrainEvent], None] | None = None, abandon_after_s: float | None = None):
         cfg.validate()
         self.cfg = cfg
         self.data = data
@@ -134,6 +134,11 @@ class Trainer:
         self.tokens_per_sec = 0.0
         self.eta_s = None
         self.elapsed_s = 0.0
+        # A UI calls heartbeat() while someone watches; with no heartbeat for abandon_after_s the run stops
+        # itself (its browser tab was closed), so nobody's CPU goes to a model no one will look at.
+        self.abandon_after_s = abandon_after_s
+        self.last_seen = time.monotonic()
+        self.abandoned = False
         self._stop = threading.Event()
         self._running = threading.Event()  # cleared while paused
         self._running.set()
@@ -159,6 +164,14 @@ class Trainer:
     def stop(self):
         self._stop.set()
         self._running.set()  # a paused loop must wake up to notice
+
+    def heartbeat(self):
+        self.last_seen = time.monotonic()
+
+    def _should_stop(self) -> bool:
+        if self.abandon_after_s is not None and time.monotonic() - self.last_seen > self.abandon_after_s:
+            self.abandoned = True
+        return self.abandoned or self._stop.is_set()
 
     def join(self, timeout: float | None = None):
         if self._thread is not None:
@@ -205,14 +218,15 @@ class Trainer:
                 self._snapshot(step)
             if step % cfg.eval_interval == 0 or step == cfg.max_iters:
                 self._evaluate(step)
-            if step == cfg.max_iters or self._stop.is_set():
+            if step == cfg.max_iters or self._should_stop():
                 break
             if not self._running.is_set():
                 paused_at = time.perf_counter()
-                self._running.wait()
+                while not self._running.wait(timeout=1.0) and not self._should_stop():
+                    pass
                 start += time.perf_counter() - paused_at  # paused time does not count
                 last = time.perf_counter()
-                if self._stop.is_set():
+                if self._should_stop():
                     break
 
             lr = lr_at(step, cfg)
@@ -247,7 +261,11 @@ class Trainer:
         self.elapsed_s = time.perf_counter() - start
         self.eta_s = 0.0
         model.eval()
-        if self._stop.is_set():
+        if self.abandoned:
+            self.message = (f"Stopped at step {self.step}: nobody watched for {self.abandon_after_s:.0f} s "
+                            "(the browser tab was closed). The weights trained so far are kept.")
+            self._set_status("stopped")
+        elif self._stop.is_set():
             self.message = f"Stopped at step {self.step}; the weights trained so far are kept."
             self._set_status("stopped")
         else:

@@ -118,3 +118,29 @@ def test_text_too_short_for_the_block_is_refused():
 def test_bad_training_settings_are_refused(small_config, shakespeare_char, field, value):
     with pytest.raises(ConfigError, match=field):
         Trainer(small_config, quick(**{field: value}), shakespeare_char)
+
+
+def test_a_run_nobody_watches_stops_itself_and_keeps_its_weights(small_config, shakespeare_char):
+    trainer = Trainer(small_config, quick(max_iters=100_000, eval_interval=1000, sample_tokens=0), shakespeare_char,
+                      abandon_after_s=0.5).start()
+    deadline = time.time() + 5
+    while time.time() < deadline and trainer.step < 3:
+        trainer.heartbeat()  # someone is watching
+        time.sleep(0.05)
+    watched_until = trainer.step
+    assert trainer.status == "running" and watched_until >= 3
+    trainer.join(30)  # no more heartbeats: the tab was closed
+    assert trainer.status == "stopped" and trainer.abandoned and "nobody watched" in trainer.message
+    assert trainer.step > watched_until
+    assert not torch.equal(trainer.model.wte.weight.half(), trainer.snapshots[0]["wte.weight"])
+
+
+def test_a_paused_run_nobody_watches_stops_too(small_config, shakespeare_char):
+    trainer = Trainer(small_config, quick(max_iters=100_000, sample_tokens=0), shakespeare_char,
+                      abandon_after_s=0.5).start()
+    while trainer.step < 2:
+        trainer.heartbeat()
+        time.sleep(0.01)
+    trainer.pause()
+    trainer.join(30)
+    assert trainer.status == "stopped" and trainer.abandoned

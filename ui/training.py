@@ -20,6 +20,7 @@ ERROR = "train_error"  # a message from the last Start click
 SAVED = "train_saved"  # ("ok" | "error", message) from the last Save click
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embd", "mlp", "residual", "layernorm")
 DEFAULT_PRESET = "gpt"
+ABANDON_AFTER_S = 120  # a run nobody has watched this long stops (a Wi-Fi blip is shorter)
 
 
 def key(name: str) -> str:
@@ -92,7 +93,7 @@ def start():
         config = model_config(token_data.tokenizer.vocab_size)
         cfg = train_config()
         budget.check_fits(budget.estimate(config, cfg.batch_size, cfg.max_iters))
-        trainer = Trainer(config, cfg, token_data)
+        trainer = Trainer(config, cfg, token_data, abandon_after_s=ABANDON_AFTER_S)
     except GptvizError as e:
         st.session_state[ERROR] = str(e)
         return
@@ -124,3 +125,23 @@ def save(run: state.Run):
         return
     run.saved_as = path.stem
     st.session_state[SAVED] = ("ok", f"Saved as {path.name}: it is in the model picker for everyone on this server.")
+
+
+def sidebar_status():
+    """On every page while this session trains: progress in the sidebar, and the heartbeat that keeps
+    the run alive (when the tab closes the fragment stops, and so, after a grace period, does the run)."""
+    active = [r for r in state.runs().values() if not r.trainer.done]
+    if not active:
+        return
+
+    @st.fragment(run_every=2)
+    def status():
+        for run in active:
+            t = run.trainer
+            t.heartbeat()
+            st.progress(min(t.step / t.cfg.max_iters, 1.0), text=f"🏋️ {run.name}: {t.status}, step {t.step}")
+        if any(run.trainer.done for run in active):
+            st.rerun()  # a full run: the picker offers the finished model
+
+    with st.sidebar:
+        status()

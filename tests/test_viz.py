@@ -159,7 +159,7 @@ def test_attention_head_chart_is_clickable_by_cell(run):
     assert enc["color"]["scale"]["scheme"] == "viridis" and enc["color"]["scale"]["domain"] == [0, 1]
     assert "datum.query === 5" in enc["opacity"]["condition"]["test"]
     assert "datum.key === 2" in enc["opacity"]["condition"]["test"]
-    rows = spec["data"]["values"]
+    rows = chart.data.to_dict("records")
     assert len(rows) == 16 * 17 // 2  # the future (above the diagonal) is left blank
     got = {(r["query"], r["key"]): r["weight"] for r in rows}
     assert got[(5, 2)] == pytest.approx(float(pattern[5, 2]), abs=1e-4)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 
 import altair as alt
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -48,7 +50,7 @@ def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int,
     fig.update_yaxes(showticklabels=not dense, tickfont_size=8, autorange="reversed")  # first query on top
     fig.update_layout(
         coloraxis=dict(colorscale=SEQUENTIAL, cmin=0, cmax=1, colorbar=dict(title="weight", thickness=12)),
-        height=height or min(900, max(300, 160 * n_layer + 60)), margin=dict(l=10, r=10, t=40, b=10),
+        height=height or min(900, max(300, 160 * n_layer + 60)), margin=dict(l=40, r=10, t=40, b=30),
     )
     fig.update_annotations(font_size=11)
     return fig
@@ -65,10 +67,8 @@ def attention_head_chart(pattern, labels: list[str], query: int | None = None, k
     T = z.shape[0]
     # rows carry only numbers; labels come from one lookup array (Vega shows text as text: no escaping)
     names = json.dumps([f"{i}:{label}" for i, label in enumerate(labels)], ensure_ascii=False)
-    data = alt.Data(values=[
-        {"query": i, "key": j, "weight": round(float(z[i, j]), 4)}
-        for i in range(T) for j in range(T) if j <= i or z[i, j] != 0  # the future stays blank
-    ])
+    q, k = np.tril_indices(T)  # the future (above the diagonal) stays blank
+    data = pd.DataFrame({"query": q, "key": k, "weight": z[q, k].round(4)})  # a frame: Altair skips per-row checks
     cell = alt.selection_point(fields=["query", "key"], name="cell", on="click")
     chosen = alt.datum.query == (-1 if query is None else query)
     if key is not None:
@@ -108,5 +108,5 @@ def attention_row_bars(weights, labels: list[str], title: str, highlight: int | 
     fig.update_xaxes(tickmode="array", tickvals=pos, ticktext=position_labels(labels), showticklabels=not dense,
                      tickangle=-90, title="position:token")
     fig.update_yaxes(range=[0, 1], title="attention weight")
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(title=title, height=height, margin=dict(l=60, r=10, t=50, b=60))
     return fig

@@ -58,7 +58,7 @@ def embedding_scatter(coords, labels: list[str], colour_by, title: str = "Token 
         fig.update_layout(scene=dict(xaxis_title=names[0], yaxis_title=names[1], zaxis_title=names[2]))
     else:
         fig.update_layout(xaxis_title=names[0], yaxis_title=names[1])
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10), legend_title="")
+    fig.update_layout(title=title, height=height, margin=dict(l=60, r=10, t=50, b=60), legend_title="")
     return fig
 
 
@@ -76,7 +76,7 @@ def similarity_heatmap(matrix, tick_labels: list[str], title: str = "Cosine simi
     ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=text) if n <= MAX_TICKS else {}
     fig.update_xaxes(**ticks)
     fig.update_yaxes(autorange="reversed", scaleanchor="x", **ticks)
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(title=title, height=height, margin=dict(l=60, r=10, t=50, b=60))
     return fig
 
 
@@ -94,5 +94,5 @@ def neighbours_bars(neighbours: list[tuple[str, float]], title: str = "Nearest n
     fig.update_yaxes(tickmode="array", tickvals=pos, ticktext=labels, autorange="reversed")
     fig.update_xaxes(range=[min([0.0] + cos) * 1.05, 1], title="cosine similarity")
     fig.update_layout(title=title, height=height or min(500, max(220, 24 * len(cos) + 90)),
-                      margin=dict(l=10, r=10, t=50, b=10))
+                      margin=dict(l=60, r=10, t=50, b=60))
     return fig

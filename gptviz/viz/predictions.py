@@ -35,7 +35,7 @@ def next_token_bars(probs, labels, k: int = 20, highlight: int | None = None, ti
     fig.update_xaxes(range=[0, min(1.0, float(values.max(initial=0)) * 1.2 + 0.02)], tickformat=".0%",
                      title="probability")
     fig.update_layout(title=title, height=height or min(600, max(220, 22 * len(order) + 90)),
-                      margin=dict(l=10, r=30, t=50, b=10))
+                      margin=dict(l=60, r=30, t=50, b=40))
     return fig
 
 
@@ -90,5 +90,5 @@ def residual_norm_heatmap(norms, labels: list[str], layers: list[str] | None = N
                      showticklabels=T <= MAX_TICKS, title="position:token")
     fig.update_yaxes(tickmode="array", tickvals=list(range(n_rows)), ticktext=layers, autorange="reversed")
     fig.update_layout(title="Size of the residual stream", height=height or min(500, 40 * n_rows + 140),
-                      margin=dict(l=10, r=10, t=50, b=10))
+                      margin=dict(l=60, r=10, t=50, b=60))
     return fig

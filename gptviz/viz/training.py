@@ -60,7 +60,7 @@ def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False,
     )
     fig.update_layout(
         title=title, height=height, xaxis_title="step", yaxis_title="loss (cross-entropy, nats)",
-        hovermode="closest", legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=50, b=10),
+        hovermode="closest", legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=10, t=50, b=60),
     )
     # from 0, so a drop from 4.2 to 2.0 looks like the halving it is
     fig.update_yaxes(range=[0, max(seen) * 1.08])

@@ -5,7 +5,7 @@ import streamlit as st
 from gptviz import analysis, viz
 from gptviz.errors import GptvizError
 from gptviz.generate import generate
-from ui import models
+from ui import models, timeline
 from ui.common import capture, encode_prompt, intro, prompt_input, student_errors
 from ui.entry import require_app
 
@@ -28,6 +28,7 @@ QUERY, KEY = "attention_query", "attention_key"
 entry = models.current()
 if entry is None:
     st.stop()
+entry = timeline.pick(entry, page="attention")
 model, tok = entry.model, entry.tokenizer
 cfg = model.config
 

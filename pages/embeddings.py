@@ -5,7 +5,7 @@ import streamlit as st
 
 from gptviz import analysis, viz
 from gptviz.data import CORPORA, corpus_text
-from ui import models
+from ui import models, timeline
 from ui.common import intro
 from ui.entry import require_app
 
@@ -26,6 +26,7 @@ COLOURS = {"class": "kind of character", "frequency": "frequency in the training
 entry = models.current()
 if entry is None:
     st.stop()
+entry = timeline.pick(entry, page="embeddings")
 model, tok = entry.model, entry.tokenizer
 wte = model.wte.weight.detach()
 vocab = wte.shape[0]

@@ -1,6 +1,5 @@
 """The Attention page, run through the real app (AppTest) on the bundled checkpoint."""
 
-import base64
 import json
 
 import numpy as np
@@ -13,6 +12,8 @@ from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from gptviz.model import GPT, preset_config
 from ui import models, state
 
+from figures import array, figure
+
 PROMPT = "ROMEO:\nWhat say you to "
 
 
@@ -24,19 +25,6 @@ def ckpt():
 def patterns_for(ckpt, ids):
     _, cache = ckpt.model.run_with_cache(torch.tensor([ids]))
     return torch.stack([cache[f"blocks.{i}.attn.pattern"][0] for i in range(ckpt.model.config.n_layer)]).numpy()
-
-
-def array(v):
-    """A plotly data array from the JSON spec (plain list or base64 typed array)."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-        return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if "shape" in v else a
-    return np.asarray(v)
-
-
-def figure(at, key):
-    (el,) = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key)]
-    return json.loads(el.proto.spec)
 
 
 def grid_heatmaps(at):

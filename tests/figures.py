@@ -1,0 +1,20 @@
+"""Reading charts back out of an AppTest run: the figure a page sent, as data."""
+
+import base64
+import json
+
+import numpy as np
+
+
+def array(v):
+    """A plotly data array from the JSON spec (plain list or base64 typed array)."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if "shape" in v else a
+    return np.asarray(v)
+
+
+def figure(at, key):
+    """The plotly figure of the chart created with `key=...`."""
+    (el,) = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key)]
+    return json.loads(el.proto.spec)

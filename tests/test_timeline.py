@@ -1,0 +1,33 @@
+"""The training timeline: a slider swaps the inspected model for a snapshot of its training."""
+
+import numpy as np
+
+from figures import array, figure
+
+
+def grid(at):
+    return np.stack([array(t["z"]) for t in figure(at, "attention_grid_chart")["data"] if t["type"] == "heatmap"])
+
+
+def test_attention_at_initialisation_is_uniform_and_learned_later(app):
+    app.switch_page("pages/attention.py").run()
+    timeline = app.select_slider(key="attention_timeline")
+    assert timeline.options == ["0", "100", "300", "800 (final)"]  # the bundled model's snapshots + its end
+    final = grid(app)
+    timeline.set_value(0).run()
+    start = grid(app)
+    T = start.shape[-1]
+    uniform = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]  # random init: every earlier token alike
+    assert np.abs(start - uniform).max() < 0.05
+    assert np.abs(final - uniform).max() > 0.5  # trained heads focus on a few tokens
+    assert not app.exception
+
+
+def test_embeddings_move_between_snapshots(app):
+    app.switch_page("pages/embeddings.py").run()
+    points = lambda: array(figure(app, "embeddings_tokens_chart")["data"][0]["x"])  # noqa: E731
+    final = points()
+    app.select_slider(key="embeddings_timeline").set_value(100).run()
+    assert not np.allclose(points(), final)
+    app.select_slider(key="embeddings_timeline").set_value(800).run()
+    assert np.allclose(points(), final)

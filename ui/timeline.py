@@ -1,0 +1,57 @@
+"""The training timeline: look at the same view with the weights from an earlier training step.
+
+Training keeps snapshots at log-spaced steps (0, 10, 30, 100, 300, ... and the end); a slider on the
+inspection pages swaps the model for one of them, so students watch heads and clusters form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from gptviz.model import GPT
+
+from .models import ModelEntry
+
+_MODELS = "timeline_models"  # this session's models rebuilt from snapshots
+
+
+def final_step(entry: ModelEntry) -> int:
+    steps = entry.meta.get("history", {}).get("step", [])
+    return steps[-1] + 1 if steps else max(entry.snapshots, default=0)
+
+
+def steps(entry: ModelEntry) -> list[int]:
+    """The snapshot steps before the end; the end itself is the model as it is."""
+    end = final_step(entry)
+    return sorted(s for s in entry.snapshots if s < end) + [end]
+
+
+def _model_at(entry: ModelEntry, step: int) -> GPT:
+    memo = st.session_state.setdefault(_MODELS, {})
+    key = (entry.key, id(entry.model), step)
+    if key not in memo:
+        model = GPT(entry.model.config)
+        model.load_state_dict({k: v.float() for k, v in entry.snapshots[step].items()})
+        memo.clear()  # keep one: a student looks at one step at a time
+        memo[key] = model.eval()
+    return memo[key]
+
+
+def pick(entry: ModelEntry, page: str) -> ModelEntry:
+    """A 'training step' slider (when the model has snapshots); returns the model at that step."""
+    options = steps(entry)
+    if len(options) < 2:
+        return entry
+    key = f"{page}_timeline"
+    if st.session_state.get(key) not in options:  # another model was picked: start at its end
+        st.session_state[key] = options[-1]
+    step = st.select_slider("Training step (timeline)", options, key=key,
+                            format_func=lambda s: f"{s} (final)" if s == options[-1] else str(s),
+                            help="Weights saved during training: slide back to see this view before the model "
+                                 "learned it.")
+    if step == options[-1]:
+        return entry
+    return replace(entry, key=f"{entry.key}@{step}", label=f"{entry.label} at step {step}",
+                   model=_model_at(entry, step))

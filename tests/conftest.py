@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from streamlit.testing.v1 import app_test
 
 from gptviz.data import TokenData, corpus_text
 from gptviz.model import GPT, GPTConfig
@@ -24,6 +25,15 @@ def small_config(shakespeare_char):
 def small_model(small_config):
     torch.manual_seed(0)
     return GPT(small_config).eval()
+
+
+class _PagesManager(app_test.PagesManager):
+    """AppTest resets PagesManager.uses_pages_directory before every run, which a real server does once:
+    so each run would start the page alone (legacy pages/ mode), rerun through app.py and drop button
+    clicks. Resetting this subclass's copy instead leaves the server-wide flag as st.navigation set it."""
+
+
+app_test.PagesManager = _PagesManager
 
 
 @pytest.fixture

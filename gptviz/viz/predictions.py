@@ -68,9 +68,11 @@ def logit_lens_chart(table: dict, height: int | None = None) -> go.Figure:
                            text=f" ← '{esc(table['answer_label'])}' is #1 from here")
     fig.update_layout(
         title=f"Logit lens at position {table['position']} (final answer '{esc(table['answer_label'])}')",
-        height=height or min(650, 50 * n_rows + 190), margin=dict(l=10, r=170, t=100, b=60),
+        height=height or min(650, 50 * n_rows + 190), margin=dict(l=90, r=170, t=110, b=30),
         xaxis_title="guess rank", xaxis_side="top",
     )
+    fig.update_xaxes(type="category")  # "#1".."#5" are ranks, not numbers
+    fig.update_yaxes(automargin=True)
     return fig
 
 

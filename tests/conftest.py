@@ -45,3 +45,11 @@ def app():
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+@pytest.fixture(scope="session")
+def ckpt():
+    """The bundled checkpoint the app opens on, loaded directly (what the pages should agree with)."""
+    from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint
+
+    return load_checkpoint(CHECKPOINT_DIR / "shakespeare-char.safetensors")

@@ -18,3 +18,14 @@ def figure(at, key):
     """The plotly figure of the chart created with `key=...`."""
     (el,) = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key)]
     return json.loads(el.proto.spec)
+
+
+def bars(at, key):
+    """(token ids, probabilities) of a horizontal bar chart of tokens, top to bottom."""
+    trace = figure(at, key)["data"][0]
+    return [int(i) for i in trace["customdata"]], array(trace["x"]).astype(float)
+
+
+def metric(at, label_start):
+    (m,) = [m for m in at.metric if m.label.startswith(label_start)]
+    return m.value

@@ -17,11 +17,6 @@ from figures import array, figure
 PROMPT = "ROMEO:\nWhat say you to "
 
 
-@pytest.fixture(scope="module")
-def ckpt():
-    return load_checkpoint(CHECKPOINT_DIR / "shakespeare-char.safetensors")
-
-
 def patterns_for(ckpt, ids):
     _, cache = ckpt.model.run_with_cache(torch.tensor([ids]))
     return torch.stack([cache[f"blocks.{i}.attn.pattern"][0] for i in range(ckpt.model.config.n_layer)]).numpy()

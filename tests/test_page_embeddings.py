@@ -12,23 +12,7 @@ from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from gptviz.model import GPT, preset_config
 from ui import models
 
-
-@pytest.fixture(scope="module")
-def ckpt():
-    return load_checkpoint(CHECKPOINT_DIR / "shakespeare-char.safetensors")
-
-
-def array(v):
-    """A plotly data array from the JSON spec (plain list or base64 typed array)."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-        return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if "shape" in v else a
-    return np.asarray(v)
-
-
-def figure(at, key):
-    (el,) = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key)]
-    return json.loads(el.proto.spec)
+from figures import array, figure
 
 
 def points(at):

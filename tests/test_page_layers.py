@@ -14,41 +14,15 @@ from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from gptviz.model import GPT, preset_config
 from ui import state
 
+from figures import array, bars, figure, metric
+
 PROMPT = "ROMEO:\nWhat say you to "
-
-
-@pytest.fixture(scope="module")
-def ckpt():
-    return load_checkpoint(CHECKPOINT_DIR / "shakespeare-char.safetensors")
-
-
-def array(v):
-    """A plotly data array from the JSON spec (plain list or base64 typed array)."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-        return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if "shape" in v else a
-    return np.asarray(v)
-
-
-def figure(at, key):
-    (el,) = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key)]
-    return json.loads(el.proto.spec)
-
-
-def bars(at, key):
-    trace = figure(at, key)["data"][0]
-    return [int(i) for i in trace["customdata"]], array(trace["x"]).astype(float)
 
 
 def lens_rows(at):
     """[(layer name, rank of the final answer)] from the lens chart's row labels, top to bottom."""
     ticks = figure(at, "layers_lens")["layout"]["yaxis"]["ticktext"]
     return [(m.group(1), int(m.group(2))) for m in (re.fullmatch(r"(.+?)\s+\(#(\d+)\)", t) for t in ticks)]
-
-
-def metric(at, label_start):
-    (m,) = [m for m in at.metric if m.label.startswith(label_start)]
-    return m.value
 
 
 @pytest.fixture

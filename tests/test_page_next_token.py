@@ -16,12 +16,9 @@ from gptviz.model import GPT, GPTConfig
 from gptviz.tokenizers import GPT2Tokenizer
 from ui import state
 
+from figures import array, bars, metric
+
 PROMPT = "ROMEO:\nWhat say you to "  # the next character is far from certain
-
-
-@pytest.fixture(scope="module")
-def ckpt():
-    return load_checkpoint(CHECKPOINT_DIR / "shakespeare-char.safetensors")
 
 
 def probs_for(ckpt, text):
@@ -29,26 +26,6 @@ def probs_for(ckpt, text):
     with torch.no_grad():
         logits, _ = ckpt.model(torch.tensor([ids]))
     return F.softmax(logits[0, -1], dim=-1)
-
-
-def array(v):
-    """A plotly data array from the JSON spec (plain list or base64 typed array)."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-        return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if "shape" in v else a
-    return np.asarray(v)
-
-
-def bars(at, key="next_token_bars"):
-    """(token ids, probabilities) of a bar chart, top to bottom."""
-    (el,) = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key)]
-    trace = json.loads(el.proto.spec)["data"][0]
-    return [int(i) for i in trace["customdata"]], array(trace["x"]).astype(float)
-
-
-def metric(at, label_start):
-    (m,) = [m for m in at.metric if m.label.startswith(label_start)]
-    return m.value
 
 
 @pytest.fixture
@@ -60,7 +37,7 @@ def page(app):
 
 
 def test_bars_show_the_models_distribution(page, ckpt):
-    ids, p = bars(page)
+    ids, p = bars(page, "next_token_bars")
     ref = probs_for(ckpt, PROMPT)
     assert len(ids) == 20 and np.all(np.diff(p) <= 0) and p.sum() <= 1 + 1e-5
     assert ids == torch.argsort(ref, descending=True, stable=True)[:20].tolist()
@@ -73,36 +50,36 @@ def test_bars_show_the_models_distribution(page, ckpt):
 def test_sampling_settings_reshape_the_bars(page, ckpt):
     ref = probs_for(ckpt, PROMPT)
     page.slider(key="next_token_temperature").set_value(0.0).run()
-    ids, p = bars(page)
+    ids, p = bars(page, "next_token_bars")
     assert ids == [int(ref.argmax())] and p.tolist() == [1.0]
     assert metric(page, "How unsure") == "0.00 bits"
 
     page.slider(key="next_token_temperature").set_value(1.0)
     page.slider(key="next_token_top_k").set_value(3).run()
-    ids, p = bars(page)
+    ids, p = bars(page, "next_token_bars")
     assert ids == ref.topk(3).indices.tolist() and p.sum() == pytest.approx(1.0, abs=1e-5)
     assert metric(page, "Tokens left") == "3"
 
     page.slider(key="next_token_top_k").set_value(0)
     page.slider(key="next_token_top_p").set_value(0.5).run()
-    ids, p = bars(page)
+    ids, p = bars(page, "next_token_bars")
     nucleus = int((ref.sort(descending=True).values.cumsum(0) < 0.5).sum()) + 1  # smallest set reaching 0.5
     assert 1 < len(ids) == nucleus < 20
     assert p.sum() == pytest.approx(1.0, abs=1e-5)
 
     page.slider(key="next_token_top_p").set_value(1.0)
     page.slider(key="next_token_temperature").set_value(2.0).run()
-    _, hot = bars(page)
+    _, hot = bars(page, "next_token_bars")
     assert hot[0] < ref.max().item()  # a high temperature flattens the distribution
 
 
 def test_append_then_undo(page, ckpt):
-    ids, before = bars(page)
+    ids, before = bars(page, "next_token_bars")
     page.button(key="next_token_append").click().run()  # the pick defaults to the most likely token
     grown = PROMPT + ckpt.tokenizer.decode([ids[0]])
     assert page.session_state[state.PROMPT] == grown
     assert page.text_area(key="prompt_next_token").value == grown
-    new_ids, after = bars(page)
+    new_ids, after = bars(page, "next_token_bars")
     assert (new_ids, after.tolist()) != (ids, before.tolist())
     assert np.allclose(after, probs_for(ckpt, grown)[new_ids].numpy(), atol=1e-5)
 
@@ -113,7 +90,7 @@ def test_append_then_undo(page, ckpt):
     page.button(key="next_token_undo_button").click().run()
     page.button(key="next_token_undo_button").click().run()
     assert page.session_state[state.PROMPT] == PROMPT
-    assert bars(page) == (ids, pytest.approx(before))
+    assert bars(page, "next_token_bars") == (ids, pytest.approx(before))
     assert page.button(key="next_token_undo_button").disabled
 
 
@@ -121,7 +98,7 @@ def test_clicking_a_bar_appends_its_token(page, ckpt):
     """What the browser sends when a bar is clicked (the selection of one point), replayed by hand."""
     from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-    ids, _ = bars(page)
+    ids, _ = bars(page, "next_token_bars")
     (chart,) = [c for c in page.get("plotly_chart") if c.proto.id.endswith("-next_token_bars")]
     states = page._tree.get_widget_states()
     click = WidgetState(id=chart.proto.id)
@@ -177,14 +154,14 @@ def test_unknown_characters_and_replacement(page):
     assert len(page.error) == 1 and "'€'" in page.error[0].value and "'ü'" in page.error[0].value
     assert not page.get("plotly_chart")
     page.checkbox(key="next_token_replace").check().run()
-    assert not page.error and bars(page)[0]
+    assert not page.error and bars(page, "next_token_bars")[0]
 
 
 def test_long_prompt_is_cropped(page, ckpt):
     text = ("To be, or not to be, that is the question. " * 5)[:200]
     page.text_area(key="prompt_next_token").input(text).run()
     assert any("200 tokens" in i.value and "64" in i.value for i in page.info)
-    ids, p = bars(page)
+    ids, p = bars(page, "next_token_bars")
     assert np.allclose(p, probs_for(ckpt, text)[ids].numpy(), atol=1e-5)
 
 
@@ -198,5 +175,5 @@ def test_gpt2_prompt_with_endoftext_is_plain_text(app, tmp_path, monkeypatch):
     app.text_area(key="prompt_next_token").input("Hello<|endoftext|>world").run()
     assert not app.exception and not app.error
     assert not app.get("checkbox")  # replacement is only for character models
-    ids, p = bars(app)
+    ids, p = bars(app, "next_token_bars")
     assert len(ids) == 20 and np.all(np.diff(p) <= 0)

@@ -1,0 +1,62 @@
+"""The classroom load test, small: a real server, two inspecting tabs and one training tab for ~20 s."""
+
+import asyncio
+import math
+
+import pytest
+
+from tools import loadtest
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(i) for i in range(1, 21)]  # 1..20
+    assert loadtest.percentile(values, 50) == 10
+    assert loadtest.percentile(values, 95) == 19
+    assert loadtest.percentile(values, 99) == 20
+    assert loadtest.percentile([3.0], 95) == 3.0
+    assert math.isnan(loadtest.percentile([], 95))
+
+
+def test_only_a_local_server_can_be_driven():
+    with pytest.raises(SystemExit):
+        loadtest.parse_args(["--url", "http://example.com:8501"])
+    assert loadtest.parse_args(["--url", "http://127.0.0.1:8501"]).url
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loadtest") / "result.json"
+    args = loadtest.parse_args(["--sessions", "3", "--trainers", "1", "--seconds", "20", "--ramp", "1",
+                                "--train-iters", "60", "--timeout", "20", "--json", str(out)])
+    result = asyncio.run(loadtest.amain(args))
+    assert out.exists()
+    return result
+
+
+def test_inspecting_students_get_answers(small_run):
+    inspectors = [s for s in small_run["per_session"] if s["role"] == "inspect"]
+    assert {s["page"] for s in inspectors} == {"next_token", "attention"}
+    for s in inspectors:
+        assert s["interactions"] >= 4, s
+        assert all(x > 0 for x in s["latencies"]), s
+        assert s["timeouts"] == 0 and not s["problems"], s
+    inspect = small_run["roles"]["inspect"]
+    assert inspect["n"] >= 8 and 0 < inspect["p50"] <= inspect["p95"] <= inspect["max"] < 20
+
+
+def test_the_training_student_really_trained(small_run):
+    (trainer,) = [s for s in small_run["per_session"] if s["role"] == "train"]
+    assert trainer["runs_started"] >= 1 and not trainer["problems"], trainer
+    # the live view showed the run's progress, up to the iterations this tab set on the page
+    assert trainer["max_step"] == 60, trainer["texts"]
+    assert any(t.startswith("Finished 60 steps") for t in trainer["texts"]), trainer["texts"]
+    assert small_run["roles"]["train-live"]["n"] >= 3  # the run_every polling a browser does
+    assert small_run["trainings"]["finished"] >= 1
+
+
+def test_no_page_raised_and_memory_was_measured(small_run):
+    assert small_run["exceptions"] == {}
+    assert small_run["error_messages"] == {}
+    assert small_run["server_log_errors"] == []
+    assert small_run["server_rss_peak_mb"] >= small_run["server_rss_start_mb"] > 0
+    assert small_run["cpu_count"] >= 1

@@ -10,6 +10,7 @@ nothing here draws, and nothing here knows about Streamlit.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 
@@ -200,3 +201,29 @@ def head_ablation_effect(model: GPT, idx: torch.Tensor, layer: int, head: int, t
         "loss_before": None if loss is None else float(loss),
         "loss_after": None if loss_ab is None else float(loss_ab),
     }
+
+
+def loss_hints(history: dict, vocab_size: int, warmup_iters: int = 0) -> list[str]:
+    """Plain-words readings of a loss curve, for students (nanoGPT's issues show these puzzle people)."""
+    hints = []
+    guess = math.log(vocab_size)
+    steps, train = history.get("step", []), history.get("train_loss", [])
+    after = [(s, l) for s, l in zip(steps, train) if s >= warmup_iters]
+    if after:
+        step, worst = max(after, key=lambda p: p[1])
+        if worst > guess + 0.5:
+            hints.append(f"The training loss jumped to {worst:.2f} at step {step}, above the random-guess line "
+                         f"(ln {vocab_size} = {guess:.2f}): the learning rate is probably too high. Try it 3x lower.")
+    evals, val, val_train = history.get("eval_step", []), history.get("val_loss", []), history.get("eval_train_loss", [])
+    if len(val) >= 3:
+        best = min(range(len(val)), key=val.__getitem__)
+        if val[-1] > guess - 0.1 and evals[-1] > 0:
+            hints.append("The validation loss is still at the random-guess line: the model has not learned yet. "
+                         "Train longer or raise the learning rate.")
+        elif best < len(val) - 1 and val[-1] > val[best] + 0.02:
+            hints.append(f"The validation loss was lowest at step {evals[best]} ({val[best]:.3f}) and has risen "
+                         "since: more steps no longer help.")
+            if val_train and val_train[-1] < val_train[best] - 0.05:
+                hints.append("Training loss keeps falling while validation loss rises: the model is memorising its "
+                             "training text (overfitting). Try dropout, a smaller model or more text.")
+    return hints

@@ -1,6 +1,7 @@
 import streamlit as st
 
-from gptviz import budget, viz
+from gptviz import analysis, budget, viz
+from gptviz.checkpoints import to_bytes
 from gptviz.model import PRESET_TITLES, PRESETS
 from ui import data, state, training
 from ui.common import intro, student_errors
@@ -30,33 +31,33 @@ st.selectbox("Preset (the lecture's ladder)", list(PRESETS), format_func=PRESET_
 model_col, train_col = st.columns(2)
 with model_col:
     st.markdown("**Model**")
-    st.slider("n_layer (blocks)", 0, 8, key=key("n_layer"), persist_state="session",
+    st.slider("n_layer (blocks)", 0, 8, key=key("n_layer"), persist_state="session", bind="query-params",
               help="0 gives a bigram model: no attention at all.")
     st.select_slider("n_embd (embedding width)", [16, 32, 48, 64, 96, 128, 192, 256], key=key("n_embd"),
-                     persist_state="session")
+                     persist_state="session", bind="query-params")
     heads = training.head_choices(st.session_state[key("n_embd")])
     if st.session_state[key("n_head")] not in heads:  # keep n_head valid when n_embd changes
         st.session_state[key("n_head")] = max(h for h in heads if h <= max(st.session_state[key("n_head")], 1))
     st.select_slider("n_head (heads per block)", heads, key=key("n_head"), persist_state="session",
-                     help="Only values that divide n_embd: each head gets n_embd / n_head dimensions.")
+                     bind="query-params", help="Only values that divide n_embd: each head gets n_embd / n_head dimensions.")
     st.select_slider("block_size (context length)", [8, 16, 32, 64, 128, 256], key=key("block_size"),
-                     persist_state="session")
-    st.slider("dropout", 0.0, 0.5, step=0.05, key=key("dropout"), persist_state="session")
+                     persist_state="session", bind="query-params")
+    st.slider("dropout", 0.0, 0.5, step=0.05, key=key("dropout"), persist_state="session", bind="query-params")
     with st.expander("Switch parts of the model on and off"):
-        st.toggle("position embeddings", key=key("pos_embd"), persist_state="session")
-        st.toggle("MLP after attention", key=key("mlp"), persist_state="session")
-        st.toggle("residual connections", key=key("residual"), persist_state="session")
-        st.toggle("LayerNorm", key=key("layernorm"), persist_state="session")
+        st.toggle("position embeddings", key=key("pos_embd"), persist_state="session", bind="query-params")
+        st.toggle("MLP after attention", key=key("mlp"), persist_state="session", bind="query-params")
+        st.toggle("residual connections", key=key("residual"), persist_state="session", bind="query-params")
+        st.toggle("LayerNorm", key=key("layernorm"), persist_state="session", bind="query-params")
 with train_col:
     st.markdown("**Training**")
-    st.select_slider("batch_size", [4, 8, 12, 16, 24, 32, 48, 64], key=key("batch_size"), persist_state="session")
+    st.select_slider("batch_size", [4, 8, 12, 16, 24, 32, 48, 64], key=key("batch_size"), persist_state="session", bind="query-params")
     st.select_slider("learning_rate (peak)", [1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 1e-1, 1.0],
-                     key=key("learning_rate"), format_func=lambda v: f"{v:g}", persist_state="session",
+                     key=key("learning_rate"), format_func=lambda v: f"{v:g}", persist_state="session", bind="query-params",
                      help="Warm-up, then cosine decay to a tenth of it. Too high and the loss explodes.")
-    st.slider("iterations", 20, 5000, step=20, key=key("max_iters"), persist_state="session")
-    st.slider("eval_interval", 10, 500, step=10, key=key("eval_interval"), persist_state="session",
+    st.slider("iterations", 20, 5000, step=20, key=key("max_iters"), persist_state="session", bind="query-params")
+    st.slider("eval_interval", 10, 500, step=10, key=key("eval_interval"), persist_state="session", bind="query-params",
               help="How often to measure the loss on held-out text (and print a sample).")
-    st.number_input("seed", 0, 2**31 - 1, key=key("seed"), persist_state="session",
+    st.number_input("seed", 0, 2**31 - 1, key=key("seed"), persist_state="session", bind="query-params",
                     help="The same seed gives the same initial weights and batches: runs you can compare.")
 
 with student_errors():
@@ -79,6 +80,7 @@ if active:
     buttons[2].button("Stop", key="train_stop", on_click=training.stop, args=(run,))
 if st.session_state.get(training.ERROR):
     st.error(st.session_state[training.ERROR], icon="⚠️")
+st.caption("🔗 The address bar holds these settings: share the link and everyone opens this configuration.")
 
 
 def run_curves(r: state.Run) -> dict:
@@ -104,6 +106,8 @@ def live_view():
                          f"{t.tokens_per_sec:,.0f} tokens/s{eta}")
     st.plotly_chart(viz.loss_chart([run_curves(run)], run.tokenizer.vocab_size, best_val_marker=True),
                     theme=None, key="train_live_chart")
+    for hint in analysis.loss_hints(t.history, run.tokenizer.vocab_size, t.cfg.warmup_iters):
+        st.info(hint, icon="💡")
     if t.history["samples"]:
         st.markdown(f"**Sample at step {t.history['eval_step'][-1]}**")
         st.code(t.history["samples"][-1], language=None)
@@ -121,6 +125,11 @@ if run is not None and run.trainer.done and run.trainer.status != "error":
     name_col.text_input("Save this model as", key="train_save_name",
                         help="Letters, digits, '-', '_' and '.'; saved in the checkpoints/ folder.")
     button_col.button("Save checkpoint", key="train_save", on_click=training.save, args=(run,))
+    t = run.trainer
+    st.download_button("Download this model (.safetensors)", key="train_download", file_name=f"{run.preset}.safetensors",
+                       data=lambda: to_bytes(t.model, run.tokenizer, training.run_meta(run), t.snapshots),
+                       help="One file: weights, settings, tokenizer, loss history and timeline snapshots. "
+                            "Open it with the sidebar's uploader or `python -m gptviz sample --checkpoint FILE`.")
     saved = st.session_state.get(training.SAVED)
     if saved:
         (st.success if saved[0] == "ok" else st.error)(saved[1])

@@ -200,3 +200,29 @@ def test_ablating_a_head_whose_output_is_thrown_away_changes_nothing(small_model
     torch.testing.assert_close(effect["probs_before"], effect["probs_after"])
     assert effect["kl"] == pytest.approx(0.0, abs=1e-7)
     assert effect["loss_before"] is None and effect["loss_after"] is None
+
+
+def _history(val, train, steps=None):
+    steps = steps or list(range(0, 100 * len(val), 100))
+    return {"step": list(range(steps[-1])), "train_loss": [3.0] * steps[-1], "eval_step": steps,
+            "val_loss": val, "eval_train_loss": train}
+
+
+def test_loss_hints_spot_overfitting():
+    h = _history(val=[4.1, 2.5, 2.1, 2.0, 2.2, 2.4], train=[4.1, 2.4, 1.9, 1.6, 1.2, 0.9])
+    hints = A.loss_hints(h, vocab_size=65)
+    assert any("lowest at step 300 (2.000)" in s for s in hints)
+    assert any("overfitting" in s for s in hints)
+
+
+def test_loss_hints_spot_a_too_high_learning_rate_and_nothing_learned():
+    h = _history(val=[4.17, 4.2, 4.15], train=[4.17, 4.2, 4.15])
+    h["train_loss"][50] = 9.0  # a spike after warm-up
+    hints = A.loss_hints(h, vocab_size=65, warmup_iters=30)
+    assert any("jumped to 9.00 at step 50" in s and "too high" in s for s in hints)
+    assert any("not learned yet" in s for s in hints)
+
+
+def test_a_healthy_curve_gets_no_hints():
+    h = _history(val=[4.1, 2.5, 2.2, 2.05], train=[4.1, 2.45, 2.1, 1.95])
+    assert A.loss_hints(h, vocab_size=65, warmup_iters=30) == []

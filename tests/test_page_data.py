@@ -67,3 +67,26 @@ def test_a_sentence_outside_the_vocabulary_is_shown_with_replacements(app):
     assert not app.exception and not app.error
     caption = [c.value for c in app.caption if "characters →" in c.value][0]
     assert caption.startswith("10 characters → 10 tokens")
+
+
+def test_a_checkpoint_file_opened_in_the_sidebar_becomes_the_model(app, ckpt, tmp_path):
+    from gptviz.checkpoints import to_bytes
+
+    data = to_bytes(ckpt.model, ckpt.tokenizer, {"corpus": "tinyshakespeare"})
+    app.sidebar.get("file_uploader")[0].upload("my-model.safetensors", data)
+    app.run()
+    assert app.sidebar.selectbox[0].value == "up:my-model" and not app.exception
+    app.switch_page("pages/next_token.py").run()
+    assert not app.exception and app.get("plotly_chart")
+
+
+def test_a_pickle_opened_in_the_sidebar_is_refused_and_nothing_is_lost(app, ckpt, tmp_path):
+    import torch
+
+    path = tmp_path / "model.safetensors"
+    torch.save(ckpt.model.state_dict(), path)  # a pickle with the right extension
+    before = app.sidebar.selectbox[0].value
+    app.sidebar.get("file_uploader")[0].upload("model.safetensors", path.read_bytes())
+    app.run()
+    assert any("pickle" in e.value for e in app.sidebar.error) and not app.exception
+    assert app.sidebar.selectbox[0].value == before

@@ -129,3 +129,23 @@ def test_saving_checks_the_name_and_writes_a_loadable_checkpoint(train_page):
         assert f"💾 {name}" in at.sidebar.selectbox[0].options
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_a_shared_link_restores_the_settings():
+    """A teacher shares the Train page's URL: its query parameters set the sliders for every student."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+    at.query_params.update({"train_n_layer": "2", "train_n_embd": "64", "train_n_head": "8",
+                            "train_learning_rate": "0.001", "train_max_iters": "300", "train_mlp": "false"})
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert at.slider(key="train_n_layer").value == 2 and at.select_slider(key="train_n_embd").value == 64
+    assert at.select_slider(key="train_n_head").value == 8
+    assert at.select_slider(key="train_learning_rate").value == 0.001
+    assert at.slider(key="train_max_iters").value == 300 and at.toggle(key="train_mlp").value is False
+    assert at.select_slider(key="train_block_size").value == 64  # not in the link: the default
+    expected = GPT(preset_config("gpt", 65, n_layer=2, n_embd=64, n_head=8, mlp=False)).num_params()
+    assert metric(at, "Parameters") == f"{expected:,}"

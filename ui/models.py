@@ -52,9 +52,13 @@ def _run_choices() -> dict[str, str]:
     return {f"run:{run.id}": f"🧪 {run.name}" for run in state.runs().values() if run.trainer.done}
 
 
+def _upload_choices() -> dict[str, str]:
+    return {f"up:{name}": f"📂 {name}" for name in st.session_state[state.UPLOADED_MODELS]}
+
+
 def choices() -> dict[str, str]:
     """key -> label of every model this session can inspect."""
-    return {**_run_choices(), **_checkpoint_choices()}
+    return {**_run_choices(), **_upload_choices(), **_checkpoint_choices()}
 
 
 def _load_checkpoint(name: str) -> Checkpoint:
@@ -74,7 +78,7 @@ def entry(key: str) -> ModelEntry:
         t = run.trainer
         meta = {"history": t.history, "train_config": t.cfg.to_dict(), "corpus": run.corpus, "preset": run.preset}
         return ModelEntry(key, f"🧪 {run.name}", t.model, run.tokenizer, run.corpus, meta, t.snapshots)
-    ck = _load_checkpoint(name)
+    ck = st.session_state[state.UPLOADED_MODELS][name] if kind == "up" else _load_checkpoint(name)
     return ModelEntry(key, f"💾 {name}", ck.model, ck.tokenizer, ck.meta.get("corpus", ""), ck.meta, ck.snapshots)
 
 
@@ -85,6 +89,8 @@ def select(key: str):
 
 def picker():
     """The sidebar model picker, shared by every page (created after st.navigation, see app.py)."""
+    box = st.sidebar.container()  # the picker shows above the uploader but is filled after it
+    uploader()
     options = choices()
     pending = state.get(state.PENDING_MODEL)
     for run in state.runs().values():  # a run that just finished becomes the model to inspect
@@ -95,8 +101,27 @@ def picker():
     state.put(state.PENDING_MODEL, None)
     if state.get(state.MODEL) not in options:
         st.session_state[state.MODEL] = next(iter(options), None)
-    st.sidebar.selectbox("Model to inspect", list(options), format_func=options.get, key=state.MODEL,
+    box.selectbox("Model to inspect", list(options), format_func=options.get, key=state.MODEL,
                          help="Bundled and saved checkpoints (💾) and the runs you trained in this session (🧪).")
+
+
+def uploader():
+    """Open a checkpoint file from the student's computer: it joins this session's models only."""
+    upload = st.sidebar.file_uploader("Open a checkpoint (.safetensors)", type=["safetensors"], key="model_upload")
+    if upload is None or upload.file_id == st.session_state.get(_UPLOAD_ID):
+        return
+    st.session_state[_UPLOAD_ID] = upload.file_id
+    try:
+        ck = load_checkpoint(upload.getvalue())
+    except GptvizError as e:
+        st.sidebar.error(f"{upload.name}: {e}", icon="⚠️")
+        return
+    name = Path(upload.name).stem
+    st.session_state[state.UPLOADED_MODELS][name] = ck
+    st.session_state[state.MODEL] = f"up:{name}"
+
+
+_UPLOAD_ID = "model_upload_id"
 
 
 def current() -> ModelEntry | None:

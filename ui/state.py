@@ -23,6 +23,7 @@ BPE_VOCAB = "bpe_vocab"
 RUNS = "runs"  # run id -> Run
 MODEL = "model_key"  # key of the selected model (see ui.models); also the picker widget's key
 PENDING_MODEL = "pending_model_key"  # a model to select at the next run (set from callbacks)
+UPLOADED_MODELS = "uploaded_models"  # name -> Checkpoint opened from the student's own file
 LOADED = "loaded_checkpoints"  # checkpoint path -> (mtime, Checkpoint), this session's own copies
 PROMPT = "prompt"  # the prompt shared by the inspection pages
 
@@ -45,6 +46,7 @@ def init():
         st.session_state.setdefault(key, value)
     st.session_state.setdefault(RUNS, {})
     st.session_state.setdefault(LOADED, {})
+    st.session_state.setdefault(UPLOADED_MODELS, {})
 
 
 def get(key):

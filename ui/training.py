@@ -38,7 +38,20 @@ def init_defaults():
                 "learning_rate": t.learning_rate, "max_iters": t.max_iters, "eval_interval": t.eval_interval,
                 "seed": t.seed}
     for name, value in defaults.items():
-        st.session_state.setdefault(key(name), value)
+        st.session_state.setdefault(key(name), _from_link(key(name), value))
+
+
+def _from_link(name: str, default):
+    """A shared link's setting (a query parameter) when it is valid, else the default."""
+    text = st.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        if isinstance(default, bool):
+            return {"true": True, "false": False}[text.lower()]
+        return type(default)(text)
+    except (KeyError, ValueError):
+        return default
 
 
 def apply_preset():
@@ -117,9 +130,7 @@ def save(run: state.Run):
         if path.stem == models.DEFAULT_CHECKPOINT:
             raise GptvizError(f"{name!r} is the bundled model's name; choose another one.")
         t = run.trainer
-        meta = {"corpus": run.corpus, "preset": run.preset, "train_config": t.cfg.to_dict(), "history": t.history,
-                "elapsed_s": t.elapsed_s}
-        save_checkpoint(path, t.model, run.tokenizer, meta, t.snapshots)
+        save_checkpoint(path, t.model, run.tokenizer, run_meta(run), t.snapshots)
     except GptvizError as e:
         st.session_state[SAVED] = ("error", str(e))
         return
@@ -145,3 +156,10 @@ def sidebar_status():
 
     with st.sidebar:
         status()
+
+
+def run_meta(run: state.Run) -> dict:
+    """What a checkpoint remembers about the run besides its weights."""
+    t = run.trainer
+    return {"corpus": run.corpus, "preset": run.preset, "train_config": t.cfg.to_dict(), "history": t.history,
+            "elapsed_s": t.elapsed_s, "status": t.status}

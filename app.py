@@ -23,6 +23,7 @@ pages = st.navigation({
         st.Page("pages/embeddings.py", title="Embeddings", icon="🗺️"),
         st.Page("pages/next_token.py", title="Next token", icon="🎲"),
         st.Page("pages/layers.py", title="Inside the layers", icon="🧅"),
+        st.Page("pages/compare.py", title="Compare", icon="⚖️"),
     ],
 })
 

@@ -69,15 +69,19 @@ a.metric("Parameters", f"{est.params:,}")
 b.metric("Estimated time", f"~{est.seconds:.0f} s" if est.seconds < 120 else f"~{est.seconds / 60:.1f} min")
 c.metric("Memory", f"~{est.memory_mb:,.0f} MB")
 
-run = training.latest_run()
-active = run is not None and not run.trainer.done
-buttons = st.columns([1, 1, 1, 4])
+batch = training.latest_batch()
+run = batch[-1] if batch else None  # the run Save and Download act on
+active = any(not r.trainer.done for r in batch)
+buttons = st.columns([1, 1, 1, 2, 2])
 buttons[0].button("Train", type="primary", on_click=training.start, disabled=active, key="train_start")
 if active:
-    paused = run.trainer.status == "paused"
-    buttons[1].button("Resume" if paused else "Pause", key="train_pause",
-                      on_click=run.trainer.resume if paused else run.trainer.pause)
-    buttons[2].button("Stop", key="train_stop", on_click=training.stop, args=(run,))
+    paused = all(r.trainer.status == "paused" for r in batch if not r.trainer.done)
+    buttons[1].button("Resume" if paused else "Pause", key="train_pause", args=(batch,),
+                      on_click=training.resume if paused else training.pause)
+    buttons[2].button("Stop", key="train_stop", on_click=training.stop, args=(batch,))
+buttons[4].button("Run the whole ladder", key="train_ladder", on_click=training.start_ladder, disabled=active,
+                  help="Bigram → single head → multi-head → blocks → GPT on this text, each with these training "
+                       "settings: the lecture's results table, live.")
 if st.session_state.get(training.ERROR):
     st.error(st.session_state[training.ERROR], icon="⚠️")
 st.caption("🔗 The address bar holds these settings: share the link and everyone opens this configuration.")
@@ -89,40 +93,46 @@ def run_curves(r: state.Run) -> dict:
             "val_loss": h["val_loss"]}
 
 
-@st.fragment(run_every=0.5 if active else None)
-def live_view():
-    """Redrawn twice a second while training; moving other widgets does not touch the run."""
-    if run is None:
-        return
-    t = run.trainer
+def progress(r: state.Run):
+    t = r.trainer
     if t.status == "queued":
         ahead = training.job_queue().position(t)
-        st.info(f"Queued, {ahead} ahead: the server trains a few models at a time." if ahead
-                else "Starting…")
-    else:
-        eta = f" · ETA {t.eta_s:.0f} s" if t.eta_s else ""
-        st.progress(min(t.step / t.cfg.max_iters, 1.0),
-                    text=f"{run.name} — {t.status} · step {t.step}/{t.cfg.max_iters} · "
-                         f"{t.tokens_per_sec:,.0f} tokens/s{eta}")
-    st.plotly_chart(viz.loss_chart([run_curves(run)], run.tokenizer.vocab_size, best_val_marker=True),
+        st.info(f"{r.name}: queued, {ahead} ahead (the server trains a few models at a time)." if ahead
+                else f"{r.name}: starting…")
+        return
+    eta = f" · ETA {t.eta_s:.0f} s" if t.eta_s and not t.done else ""
+    st.progress(min(t.step / t.cfg.max_iters, 1.0), text=f"{r.name} — {t.status} · step {t.step}/"
+                f"{t.cfg.max_iters} · {t.tokens_per_sec:,.0f} tokens/s{eta}")
+
+
+@st.fragment(run_every=0.5 if active else None)
+def live_view():
+    """Redrawn twice a second while training; moving other widgets does not touch the runs."""
+    if not batch:
+        return
+    for r in batch:
+        progress(r)
+    st.plotly_chart(viz.loss_chart([run_curves(r) for r in batch], run.tokenizer.vocab_size, best_val_marker=True),
                     theme=None, key="train_live_chart")
+    t = run.trainer
     for hint in analysis.loss_hints(t.history, run.tokenizer.vocab_size, t.cfg.warmup_iters):
         st.info(hint, icon="💡")
     if t.history["samples"]:
-        st.markdown(f"**Sample at step {t.history['eval_step'][-1]}**")
+        st.markdown(f"**{run.name}: sample at step {t.history['eval_step'][-1]}**")
         st.code(t.history["samples"][-1], language=None)
-    if t.done:
-        (st.error if t.status in ("diverged", "error") else st.success)(t.message)
+    if all(r.trainer.done for r in batch):
+        for r in batch:
+            (st.error if r.trainer.status in ("diverged", "error") else st.success)(f"{r.name}: {r.trainer.message}")
         if active:  # it ended since the page was drawn: a full rerun switches polling off
             st.rerun()
 
 
 live_view()
 
-if run is not None and run.trainer.done and run.trainer.status != "error":
+if run is not None and not active and run.trainer.status != "error":
     st.session_state.setdefault("train_save_name", f"{run.preset}-{corpus.split('.')[0]}")
     name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
-    name_col.text_input("Save this model as", key="train_save_name",
+    name_col.text_input(f"Save {run.name} as", key="train_save_name",
                         help="Letters, digits, '-', '_' and '.'; saved in the checkpoints/ folder.")
     button_col.button("Save checkpoint", key="train_save", on_click=training.save, args=(run,))
     t = run.trainer
@@ -137,9 +147,11 @@ if run is not None and run.trainer.done and run.trainer.status != "error":
 finished_runs = [r for r in state.runs().values() if r.trainer.done]
 if len(finished_runs) > 1:
     st.subheader("Compare your runs")
-    chosen_ids = st.multiselect("Runs", [r.id for r in finished_runs], default=[r.id for r in finished_runs[-3:]],
-                                format_func=lambda i: state.runs()[i].name, key="train_compare")
+    default = [r.id for r in batch] if len(batch) > 1 and not active else [r.id for r in finished_runs[-3:]]
+    chosen_ids = st.multiselect("Runs", [r.id for r in finished_runs], default=default,
+                                format_func={r.id: r.name for r in finished_runs}.get, key="train_compare")
     picked = [state.runs()[i] for i in chosen_ids]
     if picked:
         st.plotly_chart(viz.loss_chart([run_curves(r) for r in picked], picked[0].tokenizer.vocab_size,
                                        best_val_marker=True, title="Loss of your runs"), theme=None)
+        st.dataframe([training.summary(r) for r in picked], hide_index=True, key="train_summary")

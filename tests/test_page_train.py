@@ -7,6 +7,8 @@ import pytest
 from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint
 from gptviz.model import GPT, preset_config
 
+from figures import figure
+
 
 @pytest.fixture
 def train_page(app):
@@ -36,6 +38,17 @@ def poll_until(at, cond, seconds=60):
             return True
         time.sleep(0.3)
     return False
+
+
+def settled(read, seconds=30):
+    """The value once it stopped changing for half a second (None if it never did)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        before = read()
+        time.sleep(0.5)
+        if read() == before:
+            return before
+    return None
 
 
 def metric(at, label):
@@ -87,10 +100,8 @@ def test_moving_sliders_and_switching_pages_do_not_stop_a_run(train_page):
     assert poll_until(at, lambda: run.trainer.step > step + 5)
     assert latest(at) is run and run.trainer.status == "running"
     at.button(key="train_pause").click().run()
-    time.sleep(0.3)
-    paused_at = run.trainer.step
-    time.sleep(0.5)
-    assert run.trainer.status == "paused" and run.trainer.step == paused_at
+    paused_at = settled(lambda: run.trainer.step)  # the step in flight finishes, then nothing moves
+    assert run.trainer.status == "paused" and paused_at is not None
     at.button(key="train_pause").click().run()  # now labelled Resume
     assert poll_until(at, lambda: run.trainer.step > paused_at)
     at.button(key="train_stop").click().run()
@@ -149,3 +160,25 @@ def test_a_shared_link_restores_the_settings():
     assert at.select_slider(key="train_block_size").value == 64  # not in the link: the default
     expected = GPT(preset_config("gpt", 65, n_layer=2, n_embd=64, n_head=8, mlp=False)).num_params()
     assert metric(at, "Parameters") == f"{expected:,}"
+
+
+def test_the_ladder_trains_every_preset_with_one_budget(train_page):
+    at = train_page
+    at.slider(key="train_max_iters").set_value(40).run()
+    at.slider(key="train_eval_interval").set_value(20).run()
+    at.select_slider(key="train_block_size").set_value(16).run()
+    at.button(key="train_ladder").click().run()
+    runs = list(at.session_state["runs"].values())
+    assert [r.preset for r in runs] == ["bigram", "single_head", "multi_head", "blocks", "gpt"]
+    assert len({r.batch for r in runs}) == 1
+    assert poll_until(at, lambda: all(r.trainer.done for r in runs), seconds=300)
+    assert all(r.trainer.cfg == runs[0].trainer.cfg for r in runs)  # equal budgets
+    for r in runs:
+        assert r.trainer.status == "finished" and r.trainer.model.config.block_size == 16
+        assert r.trainer.history["val_loss"][-1] < r.trainer.history["val_loss"][0]
+    at.run()
+    names = {t["name"] for t in figure(at, "train_live_chart")["data"]}
+    assert all(any(r.name in n for n in names) for r in runs)  # one curve per rung
+    table = at.dataframe(key="train_summary").value
+    assert list(table["run"]) == [r.name for r in runs]
+    assert list(table["parameters"]) == [r.trainer.model.num_params() for r in runs]

@@ -75,10 +75,12 @@ def test_pause_resume_and_stop_from_another_thread(small_config, shakespeare_cha
     while trainer.step < 5 and time.time() < deadline:
         time.sleep(0.01)
     trainer.pause()
-    time.sleep(0.2)  # let the step in flight finish
-    paused_at = trainer.step
-    time.sleep(0.3)
-    assert trainer.status == "paused" and trainer.step == paused_at
+    paused_at = None
+    while paused_at is None and time.time() < deadline:  # the step in flight finishes, then nothing moves
+        before = trainer.step
+        time.sleep(0.5)
+        paused_at = before if trainer.step == before else None
+    assert trainer.status == "paused" and paused_at is not None
     trainer.resume()
     while trainer.step < paused_at + 5 and time.time() < deadline:
         time.sleep(0.01)

@@ -70,6 +70,7 @@ class Run:
     corpus: str
     preset: str
     id: int = field(default_factory=lambda: next(_run_ids))
+    batch: int = 0  # runs started by one click (the ladder) share a batch
     saved_as: str | None = None
     announced: bool = False  # has the picker switched to it since it finished?
 

@@ -90,36 +90,64 @@ def peak_flops() -> float:
     return matmul_peak_gflops(512, reps=5) * 1e9
 
 
-def latest_run() -> state.Run | None:
-    runs = state.runs()
-    return runs[max(runs)] if runs else None
+def latest_batch() -> list[state.Run]:
+    """The runs started by the last click of Train (one run) or of the ladder (one per preset)."""
+    runs = list(state.runs().values())
+    return [r for r in runs if r.batch == runs[-1].batch] if runs else []
 
 
-def start():
-    """on_click of Train: build data, model and trainer, then queue it. Errors go to ERROR for the page."""
+def _new_runs(presets: list[str] | None):
+    """Build one trainer per preset (None: the sliders as they are), then queue them all."""
     st.session_state[ERROR] = None
     try:
         chosen = data.chosen_data()
         if chosen is None:
             raise GptvizError("Choose a text on the Data page first (or upload one).")
         corpus, token_data = chosen
-        config = model_config(token_data.tokenizer.vocab_size)
-        cfg = train_config()
-        budget.check_fits(budget.estimate(config, cfg.batch_size, cfg.max_iters))
-        trainer = Trainer(config, cfg, token_data, abandon_after_s=ABANDON_AFTER_S)
+        vocab, cfg = token_data.tokenizer.vocab_size, train_config()
+        block = st.session_state[key("block_size")]
+        configs = {p: preset_config(p, vocab, block) for p in presets} if presets else \
+            {st.session_state[key("preset")]: model_config(vocab)}
+        for config in configs.values():
+            budget.check_fits(budget.estimate(config, cfg.batch_size, cfg.max_iters))
+        trainers = {p: Trainer(c, cfg, token_data, abandon_after_s=ABANDON_AFTER_S) for p, c in configs.items()}
     except GptvizError as e:
         st.session_state[ERROR] = str(e)
         return
-    preset = st.session_state[key("preset")]
-    n = len(state.runs()) + 1
-    run = state.Run(name=f"run {n}: {preset} on {corpus} ({token_data.tokenizer.kind})", trainer=trainer,
-                    tokenizer=token_data.tokenizer, corpus=corpus, preset=preset)
-    state.runs()[run.id] = run
-    job_queue().submit(trainer)
+    batch = max((r.batch for r in state.runs().values()), default=0) + 1
+    for preset, trainer in trainers.items():
+        n = len(state.runs()) + 1
+        label = f"ladder: {preset}" if presets else preset
+        run = state.Run(name=f"run {n}: {label} on {corpus} ({token_data.tokenizer.kind})", trainer=trainer,
+                        tokenizer=token_data.tokenizer, corpus=corpus, preset=preset, batch=batch)
+        state.runs()[run.id] = run
+        job_queue().submit(trainer)
 
 
-def stop(run: state.Run):
-    job_queue().cancel(run.trainer)
+def start():
+    """on_click of Train."""
+    _new_runs(None)
+
+
+def start_ladder():
+    """on_click of 'Run the ladder': every preset with the same data, steps, batch, learning rate and seed."""
+    _new_runs(list(PRESETS))
+
+
+def pause(runs: list[state.Run]):
+    for r in runs:
+        r.trainer.pause()
+
+
+def resume(runs: list[state.Run]):
+    for r in runs:
+        r.trainer.resume()
+
+
+def stop(runs: list[state.Run]):
+    for r in runs:
+        if not r.trainer.done:
+            job_queue().cancel(r.trainer)
 
 
 def save(run: state.Run):
@@ -163,3 +191,14 @@ def run_meta(run: state.Run) -> dict:
     t = run.trainer
     return {"corpus": run.corpus, "preset": run.preset, "train_config": t.cfg.to_dict(), "history": t.history,
             "elapsed_s": t.elapsed_s, "status": t.status}
+
+
+def summary(run: state.Run) -> dict:
+    """One row of the results table."""
+    t, h = run.trainer, run.trainer.history
+    best = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__) if h["val_loss"] else None
+    return {"run": run.name, "parameters": t.model.num_params(),
+            "val loss": round(h["val_loss"][-1], 3) if h["val_loss"] else None,
+            "best val loss": round(h["val_loss"][best], 3) if best is not None else None,
+            "at step": h["eval_step"][best] if best is not None else None,
+            "steps": t.step, "seconds": round(t.elapsed_s, 1), "status": t.status}

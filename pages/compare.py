@@ -1,0 +1,51 @@
+import streamlit as st
+
+from gptviz import analysis, viz
+from gptviz.errors import GptvizError
+from gptviz.generate import next_token_probs
+from ui import models
+from ui.common import capture, encode_prompt, intro, prompt_input, student_errors
+from ui.entry import require_app
+
+require_app()
+st.title("Compare two models")
+intro("Put two models side by side on the same prompt: their loss curves, every attention head, and what "
+      "each would write next. Try the bigram against the GPT from the ladder, or one model with and "
+      "without LayerNorm.")
+
+options = models.choices()
+if len(options) < 2:
+    st.info("There is only one model so far: train another on the **Train** page (or run the ladder).")
+    st.stop()
+keys = list(options)
+left_key = st.selectbox("Model A", keys, format_func=options.get, key="compare_a", persist_state="session")
+right_key = st.selectbox("Model B", keys, index=1, format_func=options.get, key="compare_b", persist_state="session")
+with student_errors():
+    pair = [models.entry(left_key), models.entry(right_key)]
+
+curves = [{"name": e.label, **{k: e.meta.get("history", {}).get(k, []) for k in
+                               ("step", "train_loss", "eval_step", "val_loss")}} for e in pair]
+if any(c["val_loss"] for c in curves):
+    st.plotly_chart(viz.loss_chart(curves, pair[0].tokenizer.vocab_size, best_val_marker=True,
+                                   title="Loss curves"), theme=None, key="compare_loss")
+
+text = prompt_input(pair[0], page="compare")
+temperature = st.slider("temperature", 0.0, 2.0, 1.0, 0.05, key="compare_temperature", persist_state="session")
+for column, entry, side in zip(st.columns(2), pair, "ab"):
+    with column:
+        st.markdown(f"**{entry.label}**")
+        try:
+            ids = encode_prompt(entry, text)
+        except GptvizError as e:  # each side may fail on its own (a char model and an unseen character)
+            st.error(str(e), icon="⚠️")
+            continue
+        logits, cache = capture(entry, ids)
+        labels = [entry.tokenizer.label(i) for i in ids]
+        if entry.model.config.n_layer:
+            st.plotly_chart(viz.attention_grid(analysis.attention_for(cache, entry.model.config.n_layer), labels),
+                            theme=None, key=f"compare_grid_{side}")
+        else:
+            st.caption("A bigram model has no attention heads.")
+        probs = next_token_probs(logits[0, -1], temperature)
+        st.plotly_chart(viz.next_token_bars(probs, entry.tokenizer.label, k=15), theme=None,
+                        key=f"compare_bars_{side}")

@@ -1,5 +1,7 @@
 """The Data & tokens page in a real Streamlit session (AppTest)."""
 
+import pytest
+
 from gptviz.data import corpus_text
 from gptviz.tokenizers import build
 
@@ -90,3 +92,29 @@ def test_a_pickle_opened_in_the_sidebar_is_refused_and_nothing_is_lost(app, ckpt
     app.run()
     assert any("pickle" in e.value for e in app.sidebar.error) and not app.exception
     assert app.sidebar.selectbox[0].value == before
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"", "empty"),
+    (b"   \n\n\t  ", "only spaces"),
+    ("café au lait".encode("latin-1"), "not UTF-8"),
+    (b"aaaaaaaaaaaaaaaaaaaa", "only one character"),
+    (b"GIF89a" + bytes(40), "GIF image"),
+])
+def test_unusable_uploads_get_a_message_for_the_student(app, content, words):
+    app.radio(key="corpus").set_value("upload").run()
+    app.get("file_uploader")[0].upload("mine.txt", content, "text/plain")
+    app.run()
+    assert any(words in e.value for e in app.error), [e.value for e in app.error]
+    assert not app.exception
+    assert app.sidebar.selectbox[0].value == "ckpt:shakespeare-char"  # the session keeps its models
+
+
+def test_a_text_too_short_for_the_block_is_refused_when_training_starts(app):
+    app.radio(key="corpus").set_value("upload").run()
+    app.get("file_uploader")[0].upload("short.txt", b"To be or not to be, that is the question. " * 3, "text/plain")
+    app.run()
+    app.switch_page("pages/train.py").run()
+    app.button(key="train_start").click().run()
+    assert any("too short for block_size 64" in e.value for e in app.error)
+    assert not app.session_state["runs"] and not app.exception

@@ -4,13 +4,12 @@
 """
 
 import streamlit as st
-import torch
 
 from ui import models, state, training
 from ui.entry import running_app
 
 st.set_page_config(page_title="gptviz", page_icon="🔎", layout="wide")
-torch.set_num_threads(min(2, torch.get_num_threads()))  # few threads per process keep every page responsive
+training.configure_torch()
 state.init()
 
 pages = st.navigation({

@@ -118,7 +118,8 @@ def load_checkpoint(source: Path | str | bytes) -> Checkpoint:
     except (GptvizError, TypeError, ValueError) as e:
         raise CheckpointError(f"The checkpoint's settings cannot be used: {e}") from None
 
-    model = GPT(config)
+    with torch.device("meta"):  # no random initialisation: every weight comes from the file
+        model = GPT(config)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     _load_weights(model, weights)
     model.eval()
@@ -139,7 +140,7 @@ def _load_weights(model: GPT, weights: dict[str, torch.Tensor]):
              for k, v in expected.items() if weights[k].shape != v.shape]
     if wrong:
         raise CheckpointError("The weights do not match the model settings: " + "; ".join(wrong[:3]))
-    model.load_state_dict(weights, strict=False)
+    model.load_state_dict(weights, assign=True)
 
 
 def _read_header(data: bytes) -> dict:

@@ -105,9 +105,9 @@ def progress(r: state.Run):
                 f"{t.cfg.max_iters} · {t.tokens_per_sec:,.0f} tokens/s{eta}")
 
 
-@st.fragment(run_every=0.5 if active else None)
+@st.fragment(run_every=1.0 if active else None)
 def live_view():
-    """Redrawn twice a second while training; moving other widgets does not touch the runs."""
+    """Redrawn every second while training; moving other widgets does not touch the runs."""
     if not batch:
         return
     for r in batch:

@@ -1,16 +1,12 @@
 """Real-browser tests: a real `streamlit run app.py` server driven by Debian's Chromium via Playwright."""
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tools.server import Server as _Server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -22,43 +18,10 @@ if not Path(CHROMIUM).exists():  # bash .ci/run installs it; say so instead of f
     pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`streamlit run app.py` on a free port; stopped by its process id."""
-
-    def __init__(self, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        log = (ARTIFACTS / f"server-{self.port}.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address=127.0.0.1",
-             f"--server.port={self.port}", "--server.headless=true", "--browser.gatherUsageStats=false"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"streamlit did not start; see {log.name}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+def Server(env: dict | None = None) -> _Server:
+    """`streamlit run app.py` on a free port, logging into test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return _Server(ROOT, env, ARTIFACTS / f"server-{time.time_ns()}.log")
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,11 @@ import html
 
 import streamlit as st
 
-from gptviz import analysis, viz
+from gptviz import analysis, detectors, viz
 from gptviz.errors import GptvizError
 from gptviz.generate import generate
 from ui import models, timeline
-from ui.common import capture, encode_prompt, intro, prompt_input, student_errors
+from ui.common import capture, encode_prompt, head_scores, intro, prompt_input, student_errors
 from ui.entry import require_app
 
 require_app()
@@ -148,11 +148,24 @@ st.caption("Rows are queries (the token looking), columns are keys (the tokens l
            "weight. Everything right of the diagonal is empty: a token cannot see the future. A bright line just "
            "below the diagonal is a *previous token* head; a bright first column is a head resting on the first token.")
 view = (entry.key, id(model), tuple(ids))  # what every figure below depends on, besides its own pickers
-grid = _last("attention_grid_figure", view, lambda: viz.attention_grid(patterns, labels))
+scores = head_scores(entry)
+badges = detectors.label_heads(scores)  # e.g. "prev", "sink", "induction"
+grid = _last("attention_grid_figure", (view, tuple(badges.items())),
+             lambda: viz.attention_grid(patterns, labels, detector_badges=badges))
 st.plotly_chart(grid, theme=None, width="stretch", key="attention_grid_chart")
 st.download_button("Download this grid (HTML)", data=lambda: viz.figure_to_html(grid),
                    file_name="attention-grid.html", mime="text/html", key="attention_download", on_click="ignore",
                    icon="⬇️", help="An interactive page that opens offline (about 5 MB: plotly.js is inside).")
+
+with st.expander("Head detectors: what is each head doing?"):
+    st.markdown("\n".join(f"- **{detectors.BADGES[name]}** — {text}" for name, text in detectors.DETECTORS.items()))
+    st.caption("Scores from 0 to 1, measured on this model: previous-token and first-token on its own training "
+               "text, duplicate and induction on random tokens repeated twice. A badge on the grid marks a "
+               "score of 0.4 or more. Induction heads need two layers: train a 1-layer and a 2-layer model "
+               "and compare.")
+    st.dataframe({"head": [f"L{l} H{h}" for l in range(cfg.n_layer) for h in range(cfg.n_head)],
+                  **{name: [round(float(v), 2) for v in scores[name].flatten()] for name in detectors.DETECTORS}},
+                 hide_index=True, key="attention_detectors")
 
 
 # ----------------------------------------------------------------------------- one head up close

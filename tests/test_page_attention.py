@@ -182,3 +182,20 @@ def test_the_page_remembers_its_pickers_across_page_switches(page):
     assert page.selectbox(key="attention_layer").value == 2
     assert page.select_slider(key="attention_query").value == 4
     assert page.checkbox(key="attention_replace_unknown").value is True
+
+
+def test_head_detectors_badge_the_grid_and_fill_the_table(page, ckpt):
+    from gptviz import detectors
+    from gptviz.data import corpus_text
+
+    (frame,) = page.dataframe  # the detector table (inside an expander)
+    table = frame.value
+    expected = detectors.head_scores(ckpt.model, tokens=torch.tensor(ckpt.tokenizer.encode(
+        corpus_text("tinyshakespeare")[-20_000:])))
+    assert list(table["head"])[:2] == ["L0 H0", "L0 H1"] and len(table) == 16
+    assert list(table["previous_token"]) == [round(float(v), 2) for v in expected["previous_token"].flatten()]
+    badges = detectors.label_heads(expected)
+    titles = [a["text"] for a in figure(page, "attention_grid_chart")["layout"]["annotations"]]
+    for (l, h), badge in badges.items():
+        assert f"L{l} H{h} · {badge}" in titles
+    assert badges, "the trained model has at least one recognisable head"

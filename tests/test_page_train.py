@@ -179,6 +179,6 @@ def test_the_ladder_trains_every_preset_with_one_budget(train_page):
     at.run()
     names = {t["name"] for t in figure(at, "train_live_chart")["data"]}
     assert all(any(r.name in n for n in names) for r in runs)  # one curve per rung
-    table = at.dataframe(key="train_summary").value
+    table = at.dataframe[0].value
     assert list(table["run"]) == [r.name for r in runs]
     assert list(table["parameters"]) == [r.trainer.model.num_params() for r in runs]

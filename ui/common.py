@@ -8,6 +8,7 @@ from collections import OrderedDict
 import streamlit as st
 import torch
 
+from gptviz import detectors
 from gptviz.data import CORPORA, corpus_text
 from gptviz.errors import GptvizError
 
@@ -81,4 +82,22 @@ def capture(model: ModelEntry, ids: list[int]):
         while len(memo) > 8:
             memo.popitem(last=False)
     memo.move_to_end(key)
+    return memo[key]
+
+
+_SCORES = "head_scores"
+
+
+def head_scores(model: ModelEntry) -> dict:
+    """Detector scores of every head (previous token, sink, duplicate, induction), once per model."""
+    memo = st.session_state.setdefault(_SCORES, {})
+    key = (model.key, id(model.model))
+    if key not in memo:
+        text = corpus_text(model.corpus)[-20_000:] if model.corpus in CORPORA else default_prompt(model)
+        try:
+            tokens = torch.tensor(model.tokenizer.encode(text))
+        except GptvizError:  # a corpus the tokenizer cannot read: random sequences only
+            tokens = None
+        memo.clear()  # one model at a time
+        memo[key] = detectors.head_scores(model.model, tokens=tokens)
     return memo[key]

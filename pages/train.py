@@ -147,8 +147,11 @@ if run is not None and not active and run.trainer.status != "error":
 finished_runs = [r for r in state.runs().values() if r.trainer.done]
 if len(finished_runs) > 1:
     st.subheader("Compare your runs")
-    default = [r.id for r in batch] if len(batch) > 1 and not active else [r.id for r in finished_runs[-3:]]
-    chosen_ids = st.multiselect("Runs", [r.id for r in finished_runs], default=default,
+    if not active and batch and st.session_state.get("train_compare_batch") != batch[-1].batch:
+        # a finished batch (a ladder, or a single run) is what the student wants to compare first
+        st.session_state["train_compare_batch"] = batch[-1].batch
+        st.session_state["train_compare"] = [r.id for r in (batch if len(batch) > 1 else finished_runs[-3:])]
+    chosen_ids = st.multiselect("Runs", [r.id for r in finished_runs],
                                 format_func={r.id: r.name for r in finished_runs}.get, key="train_compare")
     picked = [state.runs()[i] for i in chosen_ids]
     if picked:

@@ -1,6 +1,7 @@
 """The classroom load test, small: a real server, two inspecting tabs and one training tab for ~15 s."""
 
 import asyncio
+import concurrent.futures
 import math
 
 import pytest
@@ -26,13 +27,11 @@ def test_only_a_local_server_can_be_driven():
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("loadtest") / "result.json"
-    # Streamlit's gc.collect() after every script run holds the GIL for a few hundred ms each time and, on a
-    # busy 2-core machine, keeps the training thread at step 0 for half a minute (the full load test shows
-    # it). This test checks the tool, so its server skips that collection.
     args = loadtest.parse_args(["--sessions", "3", "--trainers", "1", "--seconds", "15", "--grace", "15",
-                                "--ramp", "1", "--train-iters", "60", "--timeout", "20", "--json", str(out),
-                                "--server-arg=--runner.postScriptGC=false"])
-    result = asyncio.run(loadtest.amain(args))
+                                "--ramp", "1", "--train-iters", "60", "--timeout", "20", "--json", str(out)])
+    # its own thread: Playwright's browser tests may already run an event loop in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        result = pool.submit(asyncio.run, loadtest.amain(args)).result()
     assert out.exists()
     return result
 

@@ -45,7 +45,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     """A new browser context per test: a new Streamlit session, like a second student."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 2200})  # tall: screenshots show whole pages
     p = context.new_page()
     yield p
     context.close()

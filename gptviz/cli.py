@@ -19,6 +19,7 @@ EPILOG = """examples:
   python -m gptviz inspect --checkpoint shakespeare-char --prompt "To be" --json
   python -m gptviz ladder --iters 1000
   python -m gptviz bench
+  torchrun --standalone --nproc_per_node=2 -m gptviz train --preset gpt --global-batch 32
 """
 
 
@@ -32,11 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except GptvizError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{_error_prefix()}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _error_prefix() -> str:
+    from . import distributed
+
+    # under torchrun every process reports its own errors; rank 0's read like a single process's
+    return f"error (rank {distributed.rank()})" if distributed.launched() and distributed.rank() else "error"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(t)
     t.add_argument("--out", default=None, help="checkpoint name (saved in checkpoints/) or a path ending in .safetensors")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--save-all-ranks", action="store_true",
+                   help="(debugging, under torchrun) every process also writes its final weights next to "
+                        "the checkpoint as NAME.rankR.safetensors, to check that all ranks agree")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
@@ -109,7 +120,13 @@ def _train_args(p):
 
     d = TrainConfig()
     p.add_argument("--iters", type=int, default=d.max_iters, help=f"training steps (default {d.max_iters})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"text windows per micro-batch and process (default {d.batch_size})")
+    p.add_argument("--grad-accum", type=int, default=None, metavar="N",
+                   help="micro-batches whose gradients add up to one step (default 1)")
+    p.add_argument("--global-batch", type=int, default=None, metavar="G",
+                   help="windows per step over all processes: sets --grad-accum to "
+                        "G / (batch size x processes), so that G stays the same when the number of processes changes")
     p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate")
     p.add_argument("--eval-interval", type=int, default=d.eval_interval)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -130,7 +147,25 @@ def _sampling_args(p):
     p.add_argument("--seed", type=int, default=None)
 
 
-def _train_config(args, max_iters=None):
+def _grad_accum(args, world_size: int) -> int:
+    """--grad-accum, or the one that --global-batch asks for with this many processes."""
+    accum = args.grad_accum
+    if args.global_batch is None:
+        return 1 if accum is None else accum
+    per_pass = args.batch_size * world_size
+    procs = f"{world_size} process{'es' if world_size > 1 else ''}"
+    if args.global_batch < 1 or per_pass < 1 or args.global_batch % per_pass:
+        raise ConfigError(
+            f"--global-batch {args.global_batch} must be a multiple of --batch-size {args.batch_size} x "
+            f"{procs} = {per_pass}. Choose a multiple of {per_pass} or another --batch-size.")
+    if accum is not None and accum != args.global_batch // per_pass:
+        raise ConfigError(
+            f"--grad-accum {accum} contradicts --global-batch {args.global_batch} (--batch-size "
+            f"{args.batch_size} x {procs} needs --grad-accum {args.global_batch // per_pass}); give only one of them.")
+    return args.global_batch // per_pass
+
+
+def _train_config(args, max_iters=None, world_size: int = 1):
     from .train import TrainConfig
 
     lr = args.lr
@@ -140,7 +175,8 @@ def _train_config(args, max_iters=None):
             snapshots = [int(s) for s in args.snapshot_steps.split(",")]
         except ValueError:
             raise ConfigError(f"--snapshot-steps must be whole numbers separated by commas, not {args.snapshot_steps!r}.")
-    return TrainConfig(max_iters=max_iters or args.iters, batch_size=args.batch_size, learning_rate=lr,
+    return TrainConfig(max_iters=max_iters or args.iters, batch_size=args.batch_size,
+                       grad_accum_steps=_grad_accum(args, world_size), learning_rate=lr,
                        min_lr=lr / 10, eval_interval=args.eval_interval, seed=args.seed, device=args.device,
                        snapshot_steps=snapshots)
 
@@ -161,19 +197,43 @@ def _resolve_checkpoint(name: str) -> Path:
 
 
 def cmd_train(args):
+    from . import distributed
+
+    if not distributed.launched():
+        return _train(args)
+    # Started by torchrun: join the other processes (gloo on CPUs, nccl on GPUs), train together, leave.
+    device = distributed.init(args.device)
+    try:
+        return _train(args, device)
+    finally:
+        distributed.cleanup()
+
+
+def _train(args, device=None):
+    """Train and save. With `device` (under torchrun, after distributed.init) this is one rank of several:
+    every rank trains, only rank 0 prints and writes the checkpoint."""
     from tqdm import tqdm
 
+    from . import distributed
     from .checkpoints import save_checkpoint
     from .model import preset_config
     from .train import Trainer
 
+    ddp = device is not None
+    rank, world = (distributed.rank(), distributed.world_size()) if ddp else (0, 1)
+    main_rank = rank == 0
     data, corpus_name = _load_data(args)
+    if ddp:  # every machine reads its own copy of the corpus: make sure they all hold the same tokens
+        distributed.check_same("tokenized text", json.dumps(data.tokenizer.to_dict(), sort_keys=True).encode()
+                               + data.tokens.numpy().tobytes())
     overrides = {k: getattr(args, k) for k in ("n_layer", "n_head", "n_embd", "dropout") if getattr(args, k) is not None}
     config = preset_config(args.preset, data.tokenizer.vocab_size, args.block_size or 64, **overrides)
-    cfg = _train_config(args)
+    cfg = _train_config(args, world_size=world)
+    if ddp:
+        cfg.device = str(device)
     out = _resolve_checkpoint(args.out or f"{args.preset}-{corpus_name.split('.')[0]}-{args.tokenizer}")
 
-    bar = tqdm(total=cfg.max_iters, unit="step", disable=args.quiet, dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_iters, unit="step", disable=args.quiet or not main_rank, dynamic_ncols=True)
 
     def on_event(e):
         if e.kind == "step":
@@ -182,17 +242,32 @@ def cmd_train(args):
         elif e.kind == "eval":
             bar.write(f"step {e.step:5d}  train {e.data['train_loss']:.4f}  val {e.data['val_loss']:.4f}")
 
-    trainer = Trainer(config, cfg, data, on_event=on_event)
-    print(f"{args.preset}: {trainer.model.num_params():,} parameters, vocab {data.tokenizer.vocab_size}, "
-          f"{data.num_tokens:,} tokens of {corpus_name}, device {trainer.device}")
+    trainer = Trainer(config, cfg, data, on_event=on_event if main_rank else None)
+    if main_rank:
+        print(f"{args.preset}: {trainer.model.num_params():,} parameters, vocab {data.tokenizer.vocab_size}, "
+              f"{data.num_tokens:,} tokens of {corpus_name}, device {trainer.device}")
+    if ddp and main_rank:
+        backend = "nccl" if trainer.device.type == "cuda" else "gloo"
+        print(f"{world} processes ({backend}): each step learns from {cfg.batch_size * cfg.grad_accum_steps * world} "
+              f"windows = batch {cfg.batch_size} x {cfg.grad_accum_steps} micro-batch(es) x {world} processes")
     try:
         trainer.run()
     finally:
         bar.close()
+    tokens = trainer.step * cfg.batch_size * cfg.grad_accum_steps * world * config.block_size
     meta = {"corpus": corpus_name, "preset": args.preset, "train_config": cfg.to_dict(),
-            "history": trainer.history, "elapsed_s": trainer.elapsed_s, "status": trainer.status}
-    save_checkpoint(out, trainer.model, data.tokenizer, meta, trainer.snapshots)
-    print(f"{trainer.message} Final val loss {trainer.history['val_loss'][-1]:.4f}. Saved {out}")
+            "history": trainer.history, "elapsed_s": trainer.elapsed_s, "status": trainer.status,
+            "processes": world, "train_s": trainer.train_s,
+            "tokens_per_sec": tokens / trainer.train_s if trainer.train_s else 0.0}
+    if main_rank:
+        save_checkpoint(out, trainer.model, data.tokenizer, meta, trainer.snapshots)
+    if args.save_all_ranks:
+        save_checkpoint(out.with_name(f"{out.stem}.rank{rank}.safetensors"),
+                        trainer.model, data.tokenizer, meta)
+    if main_rank:
+        speed = f" {world} processes trained {meta['tokens_per_sec']:,.0f} tokens/s." if ddp else ""
+        print(f"{trainer.message} Final val loss {trainer.history['val_loss'][-1]:.4f}.{speed} Saved {out}")
+    distributed.barrier()  # nobody leaves before rank 0 has saved (a no-op alone)
 
 
 def cmd_sample(args):

@@ -7,10 +7,17 @@
 
 The loop is nanoGPT's: random blocks of text, AdamW, warm-up then cosine decay, gradient
 clipping, and a loss estimate on held-out text every `eval_interval` steps.
+
+With `grad_accum_steps` > 1 a step adds up the gradients of several micro-batches before it
+updates the weights. Under torchrun (see distributed.py) the Trainer notices the process group,
+wraps the model in PyTorch's DistributedDataParallel and trains on every rank in lockstep; only
+rank 0 evaluates, samples and keeps snapshots. One step then learns from
+batch_size x grad_accum_steps x world_size windows of text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -23,6 +30,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only for type hints
     from .data import TokenData
+from . import distributed
 from .errors import ConfigError, GptvizError, TrainingError
 from .model import GPT, GPTConfig
 
@@ -32,7 +40,8 @@ class TrainConfig:
     # The default recipe: val loss <= 2.0 on tiny Shakespeare (char, gpt preset) in well under a minute
     # on 2 CPU cores. Small batches and a high peak rate learn more per token than nanoGPT's 12 x 1e-3.
     max_iters: int = 800
-    batch_size: int = 16
+    batch_size: int = 16  # windows per micro-batch (per process)
+    grad_accum_steps: int = 1  # micro-batches per step; a step sees batch_size x grad_accum_steps x processes
     learning_rate: float = 5e-3
     min_lr: float = 5e-4  # the cosine decay ends here
     warmup_iters: int = 30
@@ -51,6 +60,8 @@ class TrainConfig:
             raise ConfigError(f"max_iters must be at least 1 (got {self.max_iters}).")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1 (got {self.batch_size}).")
+        if self.grad_accum_steps < 1:
+            raise ConfigError(f"grad_accum_steps must be at least 1 (got {self.grad_accum_steps}).")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be above 0 (got {self.learning_rate}).")
         if self.eval_interval < 1 or self.eval_iters < 1:
@@ -113,7 +124,12 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.data = data
-        self.device = pick_device(cfg.device)
+        # Under torchrun (a process group is set up) every rank runs this Trainer in lockstep.
+        self.distributed = distributed.active()
+        self.rank = distributed.rank() if self.distributed else 0
+        self.world_size = distributed.world_size() if self.distributed else 1
+        self.is_main = self.rank == 0  # the rank that evaluates, samples and keeps snapshots
+        self.device = distributed.training_device(cfg.device) if self.distributed else pick_device(cfg.device)
         self.model = (build_model(model, cfg.seed) if isinstance(model, GPTConfig) else model).to(self.device)
         if self.model.config.vocab_size < data.tokenizer.vocab_size:
             raise ConfigError(
@@ -134,6 +150,7 @@ class Trainer:
         self.tokens_per_sec = 0.0
         self.eta_s = None
         self.elapsed_s = 0.0
+        self.train_s = 0.0  # time in training steps only (no evaluations, samples or snapshots)
         # A UI calls heartbeat() while someone watches; with no heartbeat for abandon_after_s the run stops
         # itself (its browser tab was closed), so nobody's CPU goes to a model no one will look at.
         self.abandon_after_s = abandon_after_s
@@ -205,20 +222,24 @@ class Trainer:
     def _loop(self):
         cfg, model = self.cfg, self.model
         block_size = model.config.block_size
-        batch_gen = torch.Generator().manual_seed(cfg.seed)
+        # Each rank draws its own batches (rank 0, like a single process, from `seed`).
+        batch_gen = torch.Generator().manual_seed(cfg.seed + self.rank)
+        train_model = self._wrap(model)  # DDP in a process group, else the model itself
         optimizer = make_optimizer(model, cfg, self.device)
         good_state = _copy_state(model)
         good_step = 0
         self._set_status("running")
         start = last = time.perf_counter()
-        tokens_per_step = cfg.batch_size * block_size
+        tokens_per_step = cfg.batch_size * block_size * cfg.grad_accum_steps * self.world_size
+        stop_all = False  # in a process group: some rank asked to stop (agreed at the last step)
         for step in range(cfg.max_iters + 1):
             self.step = step
-            if step in self.snapshot_steps:
-                self._snapshot(step)
-            if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                self._evaluate(step)
-            if step == cfg.max_iters or self._should_stop():
+            if self.is_main:
+                if step in self.snapshot_steps:
+                    self._snapshot(step)
+                if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+                    self._evaluate(step)
+            if step == cfg.max_iters or stop_all or (not self.distributed and self._should_stop()):
                 break
             if not self._running.is_set():
                 paused_at = time.perf_counter()
@@ -226,20 +247,24 @@ class Trainer:
                     pass
                 start += time.perf_counter() - paused_at  # paused time does not count
                 last = time.perf_counter()
-                if self._should_stop():
+                if self._should_stop() and not self.distributed:  # ranks stop together, after this step
                     break
 
+            step_start = time.perf_counter()
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             model.train()
-            x, y = self.data.get_batch("train", cfg.batch_size, block_size, batch_gen, self.device)
-            _, loss = model(x, y)
-            loss_value = loss.item()
+            loss_value = self._gradients(train_model, optimizer, batch_gen, block_size)
+            if self.distributed:
+                # One small all-reduce per step: the loss averaged over all ranks (for the log), and whether
+                # any rank wants to stop. Every rank sees the same numbers, so all of them take the same
+                # branch below and nobody waits forever in a collective the others left.
+                loss_sum, stops = distributed.all_reduce_sum([loss_value, float(self._should_stop())],
+                                                             self.device)
+                loss_value, stop_all = loss_sum / self.world_size, stops > 0
             if not math.isfinite(loss_value):
                 return self._diverged(step, good_state, good_step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -247,6 +272,7 @@ class Trainer:
                 good_state, good_step = _copy_state(model), step
 
             now = time.perf_counter()
+            self.train_s += now - step_start
             self.elapsed_s = now - start
             self.tokens_per_sec = 0.9 * self.tokens_per_sec + 0.1 * tokens_per_step / max(now - last, 1e-9) \
                 if step else tokens_per_step / max(now - last, 1e-9)
@@ -265,12 +291,45 @@ class Trainer:
             self.message = (f"Stopped at step {self.step}: nobody watched for {self.abandon_after_s:.0f} s "
                             "(the browser tab was closed). The weights trained so far are kept.")
             self._set_status("stopped")
-        elif self._stop.is_set():
+        elif self._stop.is_set() or stop_all:  # stop_all: another rank asked to stop
             self.message = f"Stopped at step {self.step}; the weights trained so far are kept."
             self._set_status("stopped")
         else:
             self.message = f"Finished {cfg.max_iters} steps in {self.elapsed_s:.1f} s."
             self._set_status("finished")
+
+    def _gradients(self, train_model, optimizer, batch_gen: torch.Generator, block_size: int) -> float:
+        """Fill the gradients for one step from grad_accum_steps micro-batches; returns their mean loss.
+
+        Alone, a non-finite loss returns at once (no backward pass). In a process group every rank
+        still runs its backward passes, because DDP averages the gradients across ranks inside the last
+        one; the non-finite loss then reaches every rank through the step's all-reduce.
+        """
+        cfg = self.cfg
+        accum = cfg.grad_accum_steps
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = 0.0
+        for micro in range(accum):
+            x, y = self.data.get_batch("train", cfg.batch_size, block_size, batch_gen, self.device)
+            # DDP's no_sync(): keep this micro-batch's gradients local; the last backward averages the sum.
+            sync = not self.distributed or micro == accum - 1
+            with contextlib.nullcontext() if sync else train_model.no_sync():
+                _, loss = train_model(x, y)
+                value = loss.item()
+                loss_value += value / accum
+                if not math.isfinite(value) and not self.distributed:
+                    return value
+                (loss / accum if accum > 1 else loss).backward()
+        return loss_value
+
+    def _wrap(self, model: GPT):
+        if not self.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Construction copies rank 0's weights to every rank. Dropout masks differ per rank from here on.
+        torch.manual_seed(self.cfg.seed + self.rank)
+        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
     def _diverged(self, step: int, good_state: dict, good_step: int):
         self.model.load_state_dict(good_state)

@@ -82,27 +82,19 @@ def entry(key: str) -> ModelEntry:
     return ModelEntry(key, f"💾 {name}", ck.model, ck.tokenizer, ck.meta.get("corpus", ""), ck.meta, ck.snapshots)
 
 
-def select(key: str):
-    """Make `key` the current model from the next run on (safe to call from callbacks and fragments)."""
-    state.put(state.PENDING_MODEL, key)
-
-
 def picker():
     """The sidebar model picker, shared by every page (created after st.navigation, see app.py)."""
     box = st.sidebar.container()  # the picker shows above the uploader but is filled after it
     uploader()
     options = choices()
-    pending = state.get(state.PENDING_MODEL)
     for run in state.runs().values():  # a run that just finished becomes the model to inspect
         if run.trainer.done and not run.announced:
-            run.announced, pending = True, f"run:{run.id}"
-    if pending in options:
-        st.session_state[state.MODEL] = pending
-    state.put(state.PENDING_MODEL, None)
+            run.announced = True
+            st.session_state[state.MODEL] = f"run:{run.id}"
     if state.get(state.MODEL) not in options:
         st.session_state[state.MODEL] = next(iter(options), None)
     box.selectbox("Model to inspect", list(options), format_func=options.get, key=state.MODEL,
-                         help="Bundled and saved checkpoints (💾) and the runs you trained in this session (🧪).")
+                  help="Checkpoints on the server (💾), files you opened (📂) and runs you trained in this session (🧪).")
 
 
 def uploader():

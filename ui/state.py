@@ -22,7 +22,6 @@ BPE_VOCAB = "bpe_vocab"
 # models: the runs trained in this session and the model every inspection page shows
 RUNS = "runs"  # run id -> Run
 MODEL = "model_key"  # key of the selected model (see ui.models); also the picker widget's key
-PENDING_MODEL = "pending_model_key"  # a model to select at the next run (set from callbacks)
 UPLOADED_MODELS = "uploaded_models"  # name -> Checkpoint opened from the student's own file
 LOADED = "loaded_checkpoints"  # checkpoint path -> (mtime, Checkpoint), this session's own copies
 PROMPT = "prompt"  # the prompt shared by the inspection pages
@@ -35,7 +34,6 @@ DEFAULTS = {
     TOKENIZER: "char",
     BPE_VOCAB: 512,
     MODEL: None,
-    PENDING_MODEL: None,
     PROMPT: None,
 }
 

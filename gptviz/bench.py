@@ -10,7 +10,6 @@ Medians are quoted because a shared machine is noisy.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from typing import Callable
@@ -149,15 +148,12 @@ def _median_ms(fn: Callable, reps: int) -> float:
 
 def bench_training(rounds: int, steps: int, data: TokenData) -> dict:
     torch.manual_seed(0)
-    ours = GPT(GPTConfig(**BABY))
-    impls = {
+    ours, lecture, nano = GPT(GPTConfig(**BABY)), LectureGPT(**BABY), NanoGPT(**BABY)
+    impls = {  # each with the optimizer its own code uses
         "gptviz GPT": (ours, make_optimizer(ours, TrainConfig(learning_rate=1e-3), torch.device("cpu"))),
-        "(a) lecture, per-head modules": None,
-        "(b) nanoGPT, fused": None,
+        "(a) lecture, per-head modules": (lecture, torch.optim.AdamW(lecture.parameters(), lr=1e-3)),
+        "(b) nanoGPT, fused": (nano, torch.optim.AdamW(nano.parameters(), lr=1e-3, betas=(0.9, 0.99))),
     }
-    lecture, nano = LectureGPT(**BABY), NanoGPT(**BABY)
-    impls["(a) lecture, per-head modules"] = (lecture, torch.optim.AdamW(lecture.parameters(), lr=1e-3))
-    impls["(b) nanoGPT, fused"] = (nano, torch.optim.AdamW(nano.parameters(), lr=1e-3, betas=(0.9, 0.99)))
     gen = torch.Generator().manual_seed(0)
     batches = [data.get_batch("train", BATCH, BABY["block_size"], gen) for _ in range(steps)]
 

@@ -1,7 +1,6 @@
 """Head detectors: exact on hand-made attention patterns, and right about heads that real training grew."""
 
 import contextlib
-import math
 import random
 
 import pytest

@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from gptviz.checkpoints import save_checkpoint
 from gptviz.model import GPT, preset_config
 from ui import models, state
 

@@ -1,14 +1,12 @@
 """The Embeddings page, run through the real app (AppTest) on the bundled checkpoint."""
 
-import base64
-import json
 
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
-from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from gptviz.checkpoints import save_checkpoint
 from gptviz.model import GPT, preset_config
 from ui import models
 

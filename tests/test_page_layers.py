@@ -1,7 +1,5 @@
 """The Inside-the-layers page, run through the real app (AppTest) on the bundled checkpoint."""
 
-import base64
-import json
 import re
 
 import numpy as np

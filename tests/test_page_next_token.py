@@ -1,6 +1,5 @@
 """The Next token page, run through the real app (AppTest) on the bundled checkpoint."""
 
-import base64
 import html
 import json
 import math
@@ -11,12 +10,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from gptviz.checkpoints import save_checkpoint
 from gptviz.model import GPT, GPTConfig
 from gptviz.tokenizers import GPT2Tokenizer
 from ui import state
 
-from figures import array, bars, metric
+from figures import bars, metric
 
 PROMPT = "ROMEO:\nWhat say you to "  # the next character is far from certain
 

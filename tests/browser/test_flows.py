@@ -2,7 +2,6 @@
 
 import re
 
-import pytest
 
 from .conftest import Server, open_page, plotly_traces, screenshot, wait_idle
 

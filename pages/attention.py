@@ -224,7 +224,7 @@ def head_up_close(patterns, labels, view):
         st.caption(f"Layer {layer}, head {head}. Click a cell to pick its query (row) and key (column).")
         chart = _last("attention_head_figure", (view, layer, head, query, key),
                       lambda: viz.attention_head_chart(pattern, labels, query=query, key=key))
-        st.altair_chart(chart, on_select=_on_click, selection_mode="cell", key=CELL, theme=None)
+        st.vega_lite_chart(chart, on_select=_on_click, selection_mode="cell", key=CELL, theme=None)
     with right:
         q_label, k_label = html.escape(labels[query], quote=False), html.escape(labels[key], quote=False)
         st.plotly_chart(viz.attention_row_bars(pattern[query], labels, f"Where does query {query}:{q_label} look?",

@@ -27,10 +27,9 @@ def grid_heatmaps(at):
 
 
 def head_chart(at):
-    """(spec, {(query, key): weight}) of the enlarged head's Altair chart."""
+    """(spec, {(query, key): weight}) of the enlarged head's Vega-Lite chart."""
     (el,) = at.get("vega_lite_chart")
-    (dataset,) = el.proto.datasets  # the chart's cells travel as an Arrow table
-    table = pa.ipc.open_stream(dataset.data.data).read_all().to_pydict()
+    table = pa.ipc.open_stream(el.proto.data.data).read_all().to_pydict()  # the cells travel as an Arrow table
     cells = {(q, k): w for q, k, w in zip(table["query"], table["key"], table["weight"])}
     return json.loads(el.proto.spec), cells
 

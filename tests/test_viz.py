@@ -1,4 +1,5 @@
 import html
+import json
 import math
 import re
 from pathlib import Path
@@ -32,6 +33,42 @@ def test_the_figure_layer_never_imports_streamlit():
     root = Path(__file__).parent.parent / "gptviz"
     for path in [root / "analysis.py", *sorted((root / "viz").glob("*.py"))]:
         assert not re.search(r"^\s*(import|from)\s+streamlit", path.read_text(), re.M), path
+
+
+# Builders skip plotly's validation at run time (style.figure); here every one of them, in each of
+# its shapes, must come out of a validating go.Figure unchanged: no unknown property, no value
+# plotly would coerce, so the browser draws what the tests below read.
+LENS = dict(layers=["embed", "block 0"], top_probs=[[0.5, 0.2], [0.7, 0.1]], top_labels=[["a", "<b>"], ["c", "d"]],
+            top_ids=[[3, 4], [3, 5]], answer_id=3, answer_rank=[1, 1], first_layer_top1=0, answer_label="a",
+            position=2)
+BUILDERS = {
+    "grid": lambda: viz.attention_grid(torch.rand(2, 3, 6, 6), list("ab<c&d"), detector_badges={(0, 1): "prev"}),
+    "grid, no attention": lambda: viz.attention_grid(torch.zeros(0, 0, 4, 4), list("abcd")),
+    "grid, dense": lambda: viz.attention_grid(torch.rand(1, 1, 30, 30), [str(i) for i in range(30)]),
+    "row bars": lambda: viz.attention_row_bars(torch.rand(6), list("ab<c&d"), "Where <b>", highlight=2),
+    "next-token bars": lambda: viz.next_token_bars(torch.softmax(torch.randn(10), -1), str, k=5, highlight=7),
+    "logit lens": lambda: viz.logit_lens_chart(LENS),
+    "logit lens, never #1": lambda: viz.logit_lens_chart({**LENS, "first_layer_top1": None}),
+    "residual norms": lambda: viz.residual_norm_heatmap(torch.rand(3, 6), list("ab<c&d")),
+    "loss": lambda: viz.loss_chart([{"name": "a<", "step": [0, 1], "train_loss": [4.0, 3.0], "eval_step": [1],
+                                     "val_loss": [3.1]}], 65, best_val_marker=True),
+    "loss, nothing yet": lambda: viz.loss_chart([{"name": "new"}], 65),
+    "scatter 2-d by class": lambda: viz.embedding_scatter(torch.randn(4, 2), list("aB1 "), ["lowercase", "uppercase",
+                                                           "digit", "space"], explained=[0.3, 0.2]),
+    "scatter 3-d by count": lambda: viz.embedding_scatter(torch.randn(4, 3), list("abcd"), [1, 5, 2, 0]),
+    "scatter, empty": lambda: viz.embedding_scatter(torch.zeros(0, 2), [], []),
+    "similarity": lambda: viz.similarity_heatmap(torch.rand(4, 4), list("abcd")),
+    "similarity, dense": lambda: viz.similarity_heatmap(torch.rand(30, 30), [str(i) for i in range(30)]),
+    "neighbours": lambda: viz.neighbours_bars([("a", 0.9), ("<", -0.2)]),
+    "token counts": lambda: viz.token_frequency_chart([("a", 9), ("&", 3)]),
+}
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_figures_are_what_plotly_validation_would_make_of_them(name):
+    fig = BUILDERS[name]()
+    checked = go.Figure(fig.to_dict())  # raises on an unknown property or a bad value
+    assert json.loads(checked.to_json()) == json.loads(fig.to_json())
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -147,9 +184,8 @@ def test_attention_grid_hides_dense_ticks_and_handles_a_model_without_attention(
 def test_attention_head_chart_is_clickable_by_cell(run):
     tok, ids, _, cache = run
     pattern = cache["blocks.0.attn.pattern"][0, 1]
-    chart = viz.attention_head_chart(pattern, [tok.label(i) for i in ids], query=5, key=2)
-    assert isinstance(chart, alt.Chart)
-    spec = chart.to_dict()
+    spec = viz.attention_head_chart(pattern, [tok.label(i) for i in ids], query=5, key=2)
+    alt.Chart.from_dict(spec)  # a valid Vega-Lite spec: Altair checks it against the schema
     (param,) = spec["params"]
     assert param["name"] == "cell" and param["select"]["fields"] == ["query", "key"]
     assert param["select"]["on"] == "click" and param["select"]["type"] == "point"
@@ -159,15 +195,41 @@ def test_attention_head_chart_is_clickable_by_cell(run):
     assert enc["color"]["scale"]["scheme"] == "viridis" and enc["color"]["scale"]["domain"] == [0, 1]
     assert "datum.query === 5" in enc["opacity"]["condition"]["test"]
     assert "datum.key === 2" in enc["opacity"]["condition"]["test"]
-    rows = chart.data.to_dict("records")
+    rows = spec["data"]["values"]
     assert len(rows) == 16 * 17 // 2  # the future (above the diagonal) is left blank
     got = {(r["query"], r["key"]): r["weight"] for r in rows}
     assert got[(5, 2)] == pytest.approx(float(pattern[5, 2]), abs=1e-4)
     assert '"1:o"' in enc["y"]["axis"]["labelExpr"]
 
 
+def test_attention_head_chart_is_what_altair_would_build():
+    """The hand-written spec says what an Altair chart of the same heatmap says (bar Altair's defaults)."""
+    pattern, labels = torch.softmax(torch.randn(5, 5), -1).tril(), list("ab<c&")
+    spec = viz.attention_head_chart(pattern, labels, query=3, key=1)
+    names = spec["transform"][0]["calculate"].removesuffix("[datum.query]")
+    axis = dict(labelExpr=f"{names}[datum.value]", labelFontSize=9, labelOverlap=True, labels=True)
+    chart = (
+        alt.Chart(alt.Data(values=spec["data"]["values"]))
+        .transform_calculate(q=f"{names}[datum.query]", k=f"{names}[datum.key]")
+        .mark_rect()
+        .encode(
+            x=alt.X("key:O", title="key (attended to)", axis=alt.Axis(**axis), scale=alt.Scale(domain=list(range(5)))),
+            y=alt.Y("query:O", title="query (looking)", axis=alt.Axis(**axis), scale=alt.Scale(domain=list(range(5)))),
+            color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="weight"),
+            opacity=alt.condition((alt.datum.query == 3) | (alt.datum.key == 1), alt.value(1.0), alt.value(0.35)),
+            tooltip=[alt.Tooltip("q:N", title="query"), alt.Tooltip("k:N", title="key"),
+                     alt.Tooltip("weight:Q", format=".2f")],
+        )
+        .add_params(alt.selection_point(fields=["query", "key"], name="cell", on="click"))
+        .properties(width=220, height=220)
+    ).to_dict()
+    for key in ("$schema", "config"):
+        chart.pop(key), spec.pop(key, None)
+    assert chart == spec
+
+
 def test_attention_head_chart_without_a_choice_is_not_dimmed():
-    spec = viz.attention_head_chart(torch.eye(3), list("abc")).to_dict()
+    spec = viz.attention_head_chart(torch.eye(3), list("abc"))
     assert spec["encoding"]["opacity"] == {"value": 1.0}
 
 
@@ -298,7 +360,7 @@ def test_figure_to_html_works_offline_for_plotly():
     assert not re.search(r'<script[^>]+src="https?://', out)
 
 
-def test_figure_to_html_of_an_altair_chart():
+def test_figure_to_html_of_a_vega_lite_chart():
     out = viz.figure_to_html(viz.attention_head_chart(torch.eye(2), ["a", "b"]))
     assert "vegaEmbed" in out and '"cell"' in out
     with pytest.raises(TypeError):

@@ -1,7 +1,7 @@
-"""Figure builders: numbers in, a plotly or altair figure out. No Streamlit here.
+"""Figure builders: numbers in, a plotly figure or a Vega-Lite spec out. No Streamlit here.
 
 Pages pass plotly figures to st.plotly_chart(fig, theme=None) (the Streamlit theme would
-replace the colour-blind-safe colours) and altair charts to st.altair_chart.
+replace the colour-blind-safe colours) and Vega-Lite specs to st.vega_lite_chart.
 """
 
 from .attention import attention_grid, attention_head_chart, attention_row_bars

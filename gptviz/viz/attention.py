@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 
-from .style import MAX_TICKS, SEQUENTIAL, esc, position_labels, to_numpy
+from .style import MAX_TICKS, SEQUENTIAL, esc, figure, position_labels, to_numpy
+
+VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 
 
 def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int, int], str] | None = None,
@@ -26,15 +26,13 @@ def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int,
     z = to_numpy(patterns)
     n_layer, n_head = z.shape[:2]
     if n_layer == 0 or n_head == 0:
-        fig = go.Figure()
-        fig.add_annotation(text="This model has no attention layers (a bigram model).", showarrow=False)
-        fig.update_layout(height=200, xaxis_visible=False, yaxis_visible=False)
-        return fig
+        return figure([], dict(annotations=[dict(text="This model has no attention layers (a bigram model).",
+                                                 showarrow=False)],
+                               height=200, xaxis=dict(visible=False), yaxis=dict(visible=False)))
     badges = detector_badges or {}
     ticks = position_labels(labels)
     dense = len(ticks) > MAX_TICKS
-    # Built as plain dicts: plotly's make_subplots + update calls took ~0.3 s per grid, this ~0.05 s,
-    # and the grid is redrawn for every prompt of every student.
+    # Subplot axes laid out by hand: make_subplots + update calls took ~0.3 s per grid, this ~2 ms.
     gap_x, gap_y = 0.02, min(0.08, 0.3 / n_layer)
     width, height_frac = (1 - gap_x * (n_head - 1)) / n_head, (1 - gap_y * (n_layer - 1)) / n_layer
     data, layout, titles = [], {}, []
@@ -58,60 +56,73 @@ def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int,
         coloraxis=dict(colorscale=SEQUENTIAL, cmin=0, cmax=1, colorbar=dict(title=dict(text="weight"), thickness=12)),
         height=height or min(900, max(300, 160 * n_layer + 60)), margin=dict(l=40, r=10, t=40, b=30),
     )
-    return go.Figure(dict(data=data, layout=layout))
+    return figure(data, layout)
 
 
 def attention_head_chart(pattern, labels: list[str], query: int | None = None, key: int | None = None,
-                         size: int | None = None) -> alt.Chart:
-    """One head as a clickable Altair heatmap; the chosen query row and key column stay bright.
+                         size: int | None = None) -> dict:
+    """One head as a clickable heatmap (a Vega-Lite spec); the chosen query row and key column stay bright.
 
-    With st.altair_chart(chart, on_select="rerun") a click returns selection["cell"] =
-    [{"query": i, "key": j}] (Plotly heatmaps return no points on click).
+    With st.vega_lite_chart(spec, on_select=..., selection_mode="cell") a click returns
+    selection["cell"] = [{"query": i, "key": j}] (Plotly heatmaps return no points on click).
+    Written as the spec Altair would produce, minus Altair's 30 ms of schema checks per chart;
+    tests/test_viz.py validates it against the Vega-Lite schema with Altair.
     """
     z = to_numpy(pattern)
     T = z.shape[0]
     # rows carry only numbers; labels come from one lookup array (Vega shows text as text: no escaping)
     names = json.dumps([f"{i}:{label}" for i, label in enumerate(labels)], ensure_ascii=False)
     q, k = np.tril_indices(T)  # the future (above the diagonal) stays blank
-    data = pd.DataFrame({"query": q, "key": k, "weight": z[q, k].round(4)})  # a frame: Altair skips per-row checks
-    cell = alt.selection_point(fields=["query", "key"], name="cell", on="click")
-    chosen = alt.datum.query == (-1 if query is None else query)
+    rows = [{"query": a, "key": b, "weight": w}
+            for a, b, w in zip(q.tolist(), k.tolist(), z[q, k].round(4).tolist())]
+    chosen = f"(datum.query === {-1 if query is None else query})"
     if key is not None:
-        chosen = chosen | (alt.datum.key == key)
+        chosen = f"({chosen} || (datum.key === {key}))"
     dim = query is not None or key is not None
-    axis = dict(labelExpr=f"{names}[datum.value]", labelFontSize=9, labelOverlap=True, labels=T <= 2 * MAX_TICKS)
     side = size or min(480, max(220, 14 * T))
-    return (
-        alt.Chart(data)
-        .transform_calculate(q=f"{names}[datum.query]", k=f"{names}[datum.key]")
-        .mark_rect()
-        .encode(
-            x=alt.X("key:O", title="key (attended to)", axis=alt.Axis(**axis), scale=alt.Scale(domain=list(range(T)))),
-            y=alt.Y("query:O", title="query (looking)", axis=alt.Axis(**axis), scale=alt.Scale(domain=list(range(T)))),
-            color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="weight"),
-            opacity=alt.condition(chosen, alt.value(1.0), alt.value(0.35)) if dim else alt.value(1.0),
-            tooltip=[alt.Tooltip("q:N", title="query"), alt.Tooltip("k:N", title="key"),
-                     alt.Tooltip("weight:Q", format=".2f")],
-        )
-        .add_params(cell)
-        .properties(width=side, height=side)
-    )
+
+    def axis(field, title):
+        return {"field": field, "type": "ordinal", "title": title, "scale": {"domain": list(range(T))},
+                "axis": {"labelExpr": f"{names}[datum.value]", "labelFontSize": 9, "labelOverlap": True,
+                         "labels": T <= 2 * MAX_TICKS}}
+
+    return {
+        "$schema": VEGA_LITE_SCHEMA,
+        "data": {"values": rows},
+        "transform": [{"calculate": f"{names}[datum.query]", "as": "q"},
+                      {"calculate": f"{names}[datum.key]", "as": "k"}],
+        "mark": {"type": "rect"},
+        "encoding": {
+            "x": axis("key", "key (attended to)"),
+            "y": axis("query", "query (looking)"),
+            "color": {"field": "weight", "type": "quantitative", "title": "weight",
+                      "scale": {"scheme": "viridis", "domain": [0, 1]}},
+            "opacity": {"condition": {"test": chosen, "value": 1.0}, "value": 0.35} if dim else {"value": 1.0},
+            "tooltip": [{"field": "q", "type": "nominal", "title": "query"},
+                        {"field": "k", "type": "nominal", "title": "key"},
+                        {"field": "weight", "type": "quantitative", "format": ".2f"}],
+        },
+        "params": [{"name": "cell", "select": {"type": "point", "fields": ["query", "key"], "on": "click"}}],
+        "width": side,
+        "height": side,
+    }
+
 
 def attention_row_bars(weights, labels: list[str], title: str, highlight: int | None = None,
                        height: int = 260) -> go.Figure:
     """Bars over positions: a row ('where does query i look?') or a column ('who looks at key j?')."""
     w = to_numpy(weights)
     pos = list(range(len(w)))
-    fig = go.Figure(go.Bar(
-        x=pos, y=w, customdata=pos,
+    bars = dict(
+        type="bar", x=pos, y=w, customdata=pos,
         marker=dict(color=w, colorscale=SEQUENTIAL, cmin=0, cmax=1,
                     line=dict(color=["black" if i == highlight else "rgba(0,0,0,0)" for i in pos], width=2)),
         text=[esc(label) for label in labels], hovertemplate="%{x}:%{text}: %{y:.2f}<extra></extra>",
         textposition="none",
+    )
+    return figure([bars], dict(
+        title=dict(text=title), height=height, margin=dict(l=60, r=10, t=50, b=60),
+        xaxis=dict(tickmode="array", tickvals=pos, ticktext=position_labels(labels),
+                   showticklabels=len(pos) <= MAX_TICKS, tickangle=-90, title=dict(text="position:token")),
+        yaxis=dict(range=[0, 1], title=dict(text="attention weight")),
     ))
-    dense = len(pos) > MAX_TICKS
-    fig.update_xaxes(tickmode="array", tickvals=pos, ticktext=position_labels(labels), showticklabels=not dense,
-                     tickangle=-90, title="position:token")
-    fig.update_yaxes(range=[0, 1], title="attention weight")
-    fig.update_layout(title=title, height=height, margin=dict(l=60, r=10, t=50, b=60))
-    return fig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import BLUE, DIVERGING, MAX_TICKS, SEQUENTIAL, categorical_colours, esc, to_numpy
+from .style import BLUE, DIVERGING, MAX_TICKS, SEQUENTIAL, categorical_colours, esc, figure, to_numpy
 
 MAX_TEXT_POINTS = 300  # beyond this, labels on every point are a blur and a heavy figure
 
@@ -17,16 +17,16 @@ def _axis_titles(k: int, explained) -> list[str]:
     return [f"PC{i + 1} ({100 * ratios[i]:.0f}% of variance)" for i in range(k)]
 
 
-def _points(coords: np.ndarray, labels: list[str], ids, **kw):
+def _points(coords: np.ndarray, labels: list[str], ids, **kw) -> dict:
     """A 2-D or 3-D scatter trace of some points."""
-    text = [esc(label) for label in labels]
-    common = dict(
-        text=text, customdata=ids, mode="markers+text" if len(coords) <= MAX_TEXT_POINTS else "markers",
+    trace = dict(
+        text=[esc(label) for label in labels], customdata=ids,
+        mode="markers+text" if len(coords) <= MAX_TEXT_POINTS else "markers",
         hovertemplate="%{text} (id %{customdata})<extra></extra>", **kw,
     )
     if coords.shape[1] == 3:
-        return go.Scatter3d(x=coords[:, 0], y=coords[:, 1], z=coords[:, 2], **common)
-    return go.Scatter(x=coords[:, 0], y=coords[:, 1], textposition="top center", **common)
+        return dict(type="scatter3d", x=coords[:, 0], y=coords[:, 1], z=coords[:, 2], **trace)
+    return dict(type="scatter", x=coords[:, 0], y=coords[:, 1], textposition="top center", **trace)
 
 
 def embedding_scatter(coords, labels: list[str], colour_by, title: str = "Token embeddings",
@@ -42,24 +42,26 @@ def embedding_scatter(coords, labels: list[str], colour_by, title: str = "Token 
     if xy.size == 0:
         xy = xy.reshape(0, 2)
     ids = list(range(len(xy))) if ids is None else [int(i) for i in ids]
-    fig = go.Figure()
+    data = []
     if len(colour_by) and isinstance(colour_by[0], str):
         for cls, colour in categorical_colours(colour_by).items():
             rows = [i for i, c in enumerate(colour_by) if c == cls]
-            fig.add_trace(_points(xy[rows], [labels[i] for i in rows], [ids[i] for i in rows], name=cls,
-                                  marker=dict(color=colour, size=6), textfont=dict(color=colour, size=10)))
+            data.append(_points(xy[rows], [labels[i] for i in rows], [ids[i] for i in rows], name=cls,
+                                marker=dict(color=colour, size=6), textfont=dict(color=colour, size=10)))
     else:
         values = np.log10(1 + np.maximum(to_numpy(colour_by), 0)) if len(colour_by) else None
-        fig.add_trace(_points(xy, labels, ids, showlegend=False, textfont=dict(size=10), marker=dict(
-            color=values, colorscale=SEQUENTIAL, size=6, colorbar=dict(title=f"log10(1 + {colour_title})"),
-        )))
+        marker = dict(size=6) if values is None else dict(
+            color=values, colorscale=SEQUENTIAL, size=6, colorbar=dict(title=dict(text=f"log10(1 + {colour_title})")))
+        data.append(_points(xy, labels, ids, showlegend=False, textfont=dict(size=10), marker=marker))
     names = _axis_titles(xy.shape[1], explained)
+    layout = dict(title=dict(text=title), height=height, margin=dict(l=60, r=10, t=50, b=60),
+                  legend=dict(title=dict(text="")))
+    axes = [dict(title=dict(text=name)) for name in names]
     if xy.shape[1] == 3:
-        fig.update_layout(scene=dict(xaxis_title=names[0], yaxis_title=names[1], zaxis_title=names[2]))
+        layout["scene"] = dict(xaxis=axes[0], yaxis=axes[1], zaxis=axes[2])
     else:
-        fig.update_layout(xaxis_title=names[0], yaxis_title=names[1])
-    fig.update_layout(title=title, height=height, margin=dict(l=60, r=10, t=50, b=60), legend_title="")
-    return fig
+        layout["xaxis"], layout["yaxis"] = axes
+    return figure(data, layout)
 
 
 def similarity_heatmap(matrix, tick_labels: list[str], title: str = "Cosine similarity of position embeddings",
@@ -68,16 +70,18 @@ def similarity_heatmap(matrix, tick_labels: list[str], title: str = "Cosine simi
     z = to_numpy(matrix)
     n = len(z)
     text = [esc(t) for t in tick_labels]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(n)), y=list(range(n)), colorscale=DIVERGING, reversescale=True,
-        zmin=-1, zmax=1, zmid=0, colorbar=dict(title="cosine", thickness=12),
+    heatmap = dict(
+        type="heatmap", z=z, x=list(range(n)), y=list(range(n)), colorscale=DIVERGING, reversescale=True,
+        zmin=-1, zmax=1, zmid=0, colorbar=dict(title=dict(text="cosine"), thickness=12),
         hovertemplate="%{y} vs %{x}: %{z:.2f}<extra></extra>",
-    ))
-    ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=text) if n <= MAX_TICKS else {}
-    fig.update_xaxes(**ticks)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", **ticks)
-    fig.update_layout(title=title, height=height, margin=dict(l=60, r=10, t=50, b=60))
-    return fig
+    )
+    layout = dict(title=dict(text=title), height=height, margin=dict(l=60, r=10, t=50, b=60),
+                  yaxis=dict(autorange="reversed", scaleanchor="x"))
+    if n <= MAX_TICKS:
+        ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=text)
+        layout["xaxis"] = ticks
+        layout["yaxis"].update(ticks)
+    return figure([heatmap], layout)
 
 
 def neighbours_bars(neighbours: list[tuple[str, float]], title: str = "Nearest neighbours (cosine)",
@@ -86,13 +90,14 @@ def neighbours_bars(neighbours: list[tuple[str, float]], title: str = "Nearest n
     labels = [esc(label) for label, _ in neighbours]
     cos = [float(c) for _, c in neighbours]
     pos = list(range(len(cos)))
-    fig = go.Figure(go.Bar(
-        x=cos, y=pos, orientation="h", marker_color=BLUE, customdata=labels,
+    bars = dict(
+        type="bar", x=cos, y=pos, orientation="h", marker=dict(color=BLUE), customdata=labels,
         text=[f"{c:.2f}" for c in cos], textposition="auto",
         hovertemplate="%{customdata}: %{x:.3f}<extra></extra>",
+    )
+    return figure([bars], dict(
+        title=dict(text=title), height=height or min(500, max(220, 24 * len(cos) + 90)),
+        margin=dict(l=60, r=10, t=50, b=60),
+        yaxis=dict(tickmode="array", tickvals=pos, ticktext=labels, autorange="reversed"),
+        xaxis=dict(range=[min([0.0] + cos) * 1.05, 1], title=dict(text="cosine similarity")),
     ))
-    fig.update_yaxes(tickmode="array", tickvals=pos, ticktext=labels, autorange="reversed")
-    fig.update_xaxes(range=[min([0.0] + cos) * 1.05, 1], title="cosine similarity")
-    fig.update_layout(title=title, height=height or min(500, max(220, 24 * len(cos) + 90)),
-                      margin=dict(l=60, r=10, t=50, b=60))
-    return fig

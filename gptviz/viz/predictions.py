@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import BLUE, MAX_TICKS, SEQUENTIAL, VERMILION, esc, position_labels, to_numpy
+from .style import BLUE, MAX_TICKS, SEQUENTIAL, VERMILION, esc, figure, position_labels, to_numpy
 
 
 def next_token_bars(probs, labels, k: int = 20, highlight: int | None = None, title: str = "Next token",
@@ -24,19 +24,20 @@ def next_token_bars(probs, labels, k: int = 20, highlight: int | None = None, ti
         order.append(int(highlight))
     pos = list(range(len(order)))
     values = p[order]
-    fig = go.Figure(go.Bar(
-        x=values, y=pos, orientation="h", customdata=order,
-        marker_color=[VERMILION if i == highlight else BLUE for i in order],
+    names = [esc(label(i)) for i in order]
+    bars = dict(
+        type="bar", x=values, y=pos, orientation="h", customdata=order,
+        marker=dict(color=[VERMILION if i == highlight else BLUE for i in order]),
         text=[f"{100 * v:.1f}%" for v in values], textposition="auto", cliponaxis=False,
-        hovertext=[esc(label(i)) for i in order],
-        hovertemplate="%{hovertext} (id %{customdata}): %{x:.2%}<extra></extra>",
+        hovertext=names, hovertemplate="%{hovertext} (id %{customdata}): %{x:.2%}<extra></extra>",
+    )
+    return figure([bars], dict(
+        title=dict(text=title), height=height or min(600, max(220, 22 * len(order) + 90)),
+        margin=dict(l=60, r=30, t=50, b=40),
+        yaxis=dict(tickmode="array", tickvals=pos, ticktext=names, autorange="reversed"),
+        xaxis=dict(range=[0, min(1.0, float(values.max(initial=0)) * 1.2 + 0.02)], tickformat=".0%",
+                   title=dict(text="probability")),
     ))
-    fig.update_yaxes(tickmode="array", tickvals=pos, ticktext=[esc(label(i)) for i in order], autorange="reversed")
-    fig.update_xaxes(range=[0, min(1.0, float(values.max(initial=0)) * 1.2 + 0.02)], tickformat=".0%",
-                     title="probability")
-    fig.update_layout(title=title, height=height or min(600, max(220, 22 * len(order) + 90)),
-                      margin=dict(l=60, r=30, t=50, b=40))
-    return fig
 
 
 def logit_lens_chart(table: dict, height: int | None = None) -> go.Figure:
@@ -53,27 +54,26 @@ def logit_lens_chart(table: dict, height: int | None = None) -> go.Figure:
         for labs, ids in zip(table["top_labels"], table["top_ids"])
     ]
     ticks = [f"{name}  (#{rank})" for name, rank in zip(layers, table["answer_rank"])]
-    fig = go.Figure(go.Heatmap(
-        z=probs, x=[f"#{j + 1}" for j in range(k)], y=list(range(n_rows)), text=text, texttemplate="%{text}",
-        colorscale=SEQUENTIAL, zmin=0, zmax=1,
-        colorbar=dict(title="prob", thickness=10, orientation="h", y=-0.05, yanchor="top"),  # right side holds the note
+    heatmap = dict(
+        type="heatmap", z=probs, x=[f"#{j + 1}" for j in range(k)], y=list(range(n_rows)), text=text,
+        texttemplate="%{text}", colorscale=SEQUENTIAL, zmin=0, zmax=1,
+        colorbar=dict(title=dict(text="prob"), thickness=10, orientation="h", y=-0.05, yanchor="top"),  # right side holds the note
         hovertemplate="%{text}: %{z:.1%}<extra></extra>",
-    ))
-    fig.update_yaxes(tickmode="array", tickvals=list(range(n_rows)), ticktext=ticks, autorange="reversed")
+    )
+    layout = dict(
+        title=dict(text=f"Logit lens at position {table['position']} (final answer '{esc(table['answer_label'])}')"),
+        height=height or min(650, 50 * n_rows + 190), margin=dict(l=90, r=170, t=110, b=30),
+        xaxis=dict(title=dict(text="guess rank"), side="top", type="category"),  # "#1".."#5" are ranks, not numbers
+        yaxis=dict(tickmode="array", tickvals=list(range(n_rows)), ticktext=ticks, autorange="reversed",
+                   automargin=True),
+    )
     first = table["first_layer_top1"]
     if first is not None:
-        fig.add_shape(type="rect", x0=-0.5, x1=k - 0.5, y0=first - 0.5, y1=first + 0.5,
-                      line=dict(color=VERMILION, width=3))
-        fig.add_annotation(x=k - 0.5, y=first, xanchor="left", showarrow=False, font_color=VERMILION,
-                           text=f" ← '{esc(table['answer_label'])}' is #1 from here")
-    fig.update_layout(
-        title=f"Logit lens at position {table['position']} (final answer '{esc(table['answer_label'])}')",
-        height=height or min(650, 50 * n_rows + 190), margin=dict(l=90, r=170, t=110, b=30),
-        xaxis_title="guess rank", xaxis_side="top",
-    )
-    fig.update_xaxes(type="category")  # "#1".."#5" are ranks, not numbers
-    fig.update_yaxes(automargin=True)
-    return fig
+        layout["shapes"] = [dict(type="rect", x0=-0.5, x1=k - 0.5, y0=first - 0.5, y1=first + 0.5,
+                                 line=dict(color=VERMILION, width=3))]
+        layout["annotations"] = [dict(x=k - 0.5, y=first, xanchor="left", showarrow=False, font=dict(color=VERMILION),
+                                      text=f" ← '{esc(table['answer_label'])}' is #1 from here")]
+    return figure([heatmap], layout)
 
 
 def residual_norm_heatmap(norms, labels: list[str], layers: list[str] | None = None,
@@ -82,15 +82,16 @@ def residual_norm_heatmap(norms, labels: list[str], layers: list[str] | None = N
     z = to_numpy(norms)
     n_rows, T = z.shape
     layers = layers or ["embed"] + [f"block {i}" for i in range(n_rows - 1)]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(T)), y=list(range(n_rows)), colorscale=SEQUENTIAL, zmin=0,
+    heatmap = dict(
+        type="heatmap", z=z, x=list(range(T)), y=list(range(n_rows)), colorscale=SEQUENTIAL, zmin=0,
         customdata=[[f"{layer} · {tok}" for tok in position_labels(labels)] for layer in layers],
-        colorbar=dict(title="‖x‖", thickness=12),
+        colorbar=dict(title=dict(text="‖x‖"), thickness=12),
         hovertemplate="%{customdata}: %{z:.2f}<extra></extra>",
+    )
+    return figure([heatmap], dict(
+        title=dict(text="Size of the residual stream"), height=height or min(500, 40 * n_rows + 140),
+        margin=dict(l=60, r=10, t=50, b=60),
+        xaxis=dict(tickmode="array", tickvals=list(range(T)), ticktext=position_labels(labels),
+                   showticklabels=T <= MAX_TICKS, title=dict(text="position:token")),
+        yaxis=dict(tickmode="array", tickvals=list(range(n_rows)), ticktext=layers, autorange="reversed"),
     ))
-    fig.update_xaxes(tickmode="array", tickvals=list(range(T)), ticktext=position_labels(labels),
-                     showticklabels=T <= MAX_TICKS, title="position:token")
-    fig.update_yaxes(tickmode="array", tickvals=list(range(n_rows)), ticktext=layers, autorange="reversed")
-    fig.update_layout(title="Size of the residual stream", height=height or min(500, 40 * n_rows + 140),
-                      margin=dict(l=60, r=10, t=50, b=60))
-    return fig

@@ -7,7 +7,7 @@ import html
 import plotly.graph_objects as go
 
 from ..tokenizers import Tokenizer
-from .style import BLUE, PASTELS, esc
+from .style import BLUE, PASTELS, esc, figure
 
 
 def _piece(tokenizer: Tokenizer, i: int) -> str:
@@ -44,13 +44,11 @@ def token_frequency_chart(top: list[tuple[str, int]], title: str = "Most frequen
     """Horizontal bars of (label, count), most frequent on top."""
     labels = [esc(label) for label, _ in top]
     counts = [c for _, c in top]
-    fig = go.Figure(go.Bar(
-        x=counts, y=list(range(len(top))), orientation="h", marker_color=BLUE,
-        customdata=labels, hovertemplate="%{customdata}: %{x}<extra></extra>",
+    pos = list(range(len(top)))
+    bars = dict(type="bar", x=counts, y=pos, orientation="h", marker=dict(color=BLUE),
+                customdata=labels, hovertemplate="%{customdata}: %{x}<extra></extra>")
+    return figure([bars], dict(
+        title=dict(text=title), height=height or min(600, max(250, 22 * len(top) + 100)),
+        margin=dict(l=10, r=10, t=50, b=40), xaxis=dict(title=dict(text="count")),
+        yaxis=dict(tickmode="array", tickvals=pos, ticktext=labels, autorange="reversed"),
     ))
-    fig.update_yaxes(tickmode="array", tickvals=list(range(len(top))), ticktext=labels, autorange="reversed")
-    fig.update_layout(
-        title=title, xaxis_title="count", height=height or min(600, max(250, 22 * len(top) + 100)),
-        margin=dict(l=10, r=10, t=50, b=40),
-    )
-    return fig

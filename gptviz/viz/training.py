@@ -6,7 +6,7 @@ import math
 
 import plotly.graph_objects as go
 
-from .style import GREY, OKABE_ITO, esc
+from .style import GREY, OKABE_ITO, esc, figure
 
 
 def _thin(xs: list, ys: list, max_points: int) -> tuple[list, list]:
@@ -30,40 +30,42 @@ def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False,
     validation loss of each run, where more training stopped helping.
     """
     baseline = math.log(vocab_size)
-    fig = go.Figure()
+    data = []
     seen = [baseline]
     for n, run in enumerate(runs):
         name, colour = esc(run.get("name", f"run {n + 1}")), OKABE_ITO[n % len(OKABE_ITO)]
         steps, train = _thin(run.get("step", []), run.get("train_loss", []), max_points)
         evals, val = list(run.get("eval_step", [])), list(run.get("val_loss", []))
         seen += [v for v in train + val if math.isfinite(v)]
-        fig.add_trace(go.Scatter(
-            x=steps, y=train, mode="lines", name=f"{name} train", legendgroup=name,
+        data.append(dict(
+            type="scatter", x=steps, y=train, mode="lines", name=f"{name} train", legendgroup=name,
             line=dict(color=colour, width=1), opacity=0.45,
             hovertemplate="step %{x}: train %{y:.3f}<extra>" + name + "</extra>",
         ))
-        fig.add_trace(go.Scatter(
-            x=evals, y=val, mode="lines+markers", name=f"{name} val", legendgroup=name,
+        data.append(dict(
+            type="scatter", x=evals, y=val, mode="lines+markers", name=f"{name} val", legendgroup=name,
             line=dict(color=colour, width=3), marker=dict(size=7),
             hovertemplate="step %{x}: val %{y:.3f}<extra>" + name + "</extra>",
         ))
         if best_val_marker and val:
             best = min(range(len(val)), key=lambda i: val[i])
-            fig.add_trace(go.Scatter(
-                x=[evals[best]], y=[val[best]], mode="markers", name=f"{name} best val", legendgroup=name,
-                marker=dict(symbol="star", size=16, color=colour, line=dict(color="black", width=1)),
+            data.append(dict(
+                type="scatter", x=[evals[best]], y=[val[best]], mode="markers", name=f"{name} best val",
+                legendgroup=name, marker=dict(symbol="star", size=16, color=colour, line=dict(color="black", width=1)),
                 hovertemplate="lowest val loss %{y:.3f} at step %{x}<extra>" + name + "</extra>",
             ))
-    fig.add_hline(
-        y=baseline, line=dict(dash="dash", color=GREY, width=2),
-        annotation_text=f"random guess = ln(V) = {baseline:.2f}", annotation_position="top right",
+    layout = dict(
+        title=dict(text=title), height=height, hovermode="closest", legend=dict(orientation="h", y=-0.2),
+        margin=dict(l=60, r=10, t=50, b=60),
+        xaxis=dict(title=dict(text="step")),
+        # from 0, so a drop from 4.2 to 2.0 looks like the halving it is
+        yaxis=dict(range=[0, max(seen) * 1.08], title=dict(text="loss (cross-entropy, nats)")),
+        # a horizontal line across the plot (what fig.add_hline makes)
+        shapes=[dict(type="line", xref="x domain", x0=0, x1=1, yref="y", y0=baseline, y1=baseline,
+                     line=dict(dash="dash", color=GREY, width=2))],
+        annotations=[dict(text=f"random guess = ln(V) = {baseline:.2f}", showarrow=False, xref="x domain", x=1,
+                          xanchor="right", yref="y", y=baseline, yanchor="bottom")],
     )
-    fig.update_layout(
-        title=title, height=height, xaxis_title="step", yaxis_title="loss (cross-entropy, nats)",
-        hovermode="closest", legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=10, t=50, b=60),
-    )
-    # from 0, so a drop from 4.2 to 2.0 looks like the halving it is
-    fig.update_yaxes(range=[0, max(seen) * 1.08])
     if not any(run.get("step") or run.get("eval_step") for run in runs):
-        fig.update_xaxes(range=[0, 1])  # nothing yet: an empty axis rather than plotly's -1..6
-    return fig
+        layout["xaxis"]["range"] = [0, 1]  # nothing yet: an empty axis rather than plotly's -1..6
+    return figure(data, layout)

@@ -19,13 +19,18 @@ EPILOG = """examples:
   python -m gptviz inspect --checkpoint shakespeare-char --prompt "To be" --json
   python -m gptviz ladder --iters 1000
   python -m gptviz bench
+  python -m gptviz loadtest --sessions 30 --trainers 4 --seconds 60
   torchrun --standalone --nproc_per_node=2 -m gptviz train --preset gpt --global-batch 32
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "loadtest":  # its options are the load test's own
+        return _loadtest(extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.threads:
         import torch
 
@@ -96,7 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--skip-quality", action="store_true", help="skip the time-to-loss-2.0 training run")
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
     b.set_defaults(func=cmd_bench)
+
+    sub.add_parser("loadtest", add_help=False,
+                   help="the classroom load test: 30 students against one app server (--help for its options)")
     return p
+
+
+def _loadtest(argv: list[str]) -> int:
+    """The load test drives a real Streamlit server, so it lives beside the app (tools/), not in the engine."""
+    try:
+        from tools import loadtest
+    except ImportError:
+        print("error: the load test is tools/loadtest.py of the gptviz repository: run this from its root folder.",
+              file=sys.stderr)
+        return 2
+    return loadtest.main(argv, prog="python -m gptviz loadtest")
 
 
 def _data_args(p):

@@ -22,17 +22,20 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # only for type hints
-    from .data import TokenData
 from . import distributed
 from .errors import ConfigError, GptvizError, TrainingError
 from .model import GPT, GPTConfig
+
+if TYPE_CHECKING:  # only for type hints
+    from .data import TokenData
+
+# A loss this many times a random guess's, ln(vocab_size), means the weights have blown up even while it
+# is still finite (without LayerNorm a too-high rate reaches 500,000): stop as for NaN.
+BLOWN_UP = 10
 
 
 @dataclass
@@ -228,6 +231,7 @@ class Trainer:
         optimizer = make_optimizer(model, cfg, self.device)
         good_state = _copy_state(model)
         good_step = 0
+        blown_up = BLOWN_UP * math.log(model.config.vocab_size)
         self._set_status("running")
         start = last = time.perf_counter()
         tokens_per_step = cfg.batch_size * block_size * cfg.grad_accum_steps * self.world_size
@@ -263,13 +267,13 @@ class Trainer:
                 loss_sum, stops = distributed.all_reduce_sum([loss_value, float(self._should_stop())],
                                                              self.device)
                 loss_value, stop_all = loss_sum / self.world_size, stops > 0
-            if not math.isfinite(loss_value):
-                return self._diverged(step, good_state, good_step)
+            if not math.isfinite(loss_value) or loss_value > blown_up:
+                return self._diverged(step, loss_value, good_state, good_step)
+            if step % 25 == 0 and step:  # weights whose loss was just fine: to fall back on if it explodes
+                good_state, good_step = _copy_state(model), step
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
-            if step % 25 == 0:  # cheap insurance: the weights to fall back on if the loss explodes
-                good_state, good_step = _copy_state(model), step
 
             now = time.perf_counter()
             self.train_s += now - step_start
@@ -331,13 +335,17 @@ class Trainer:
         torch.manual_seed(self.cfg.seed + self.rank)
         return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
-    def _diverged(self, step: int, good_state: dict, good_step: int):
+    def _diverged(self, step: int, loss: float, good_state: dict, good_step: int):
         self.model.load_state_dict(good_state)
         self.model.eval()
+        guess = math.log(self.model.config.vocab_size)
+        what = (f"The loss became {loss} at step {step}" if not math.isfinite(loss) else
+                f"The loss shot up to {loss:,.0f} at step {step}, more than {BLOWN_UP} times a random guess "
+                f"({guess:.2f})")
         self.message = (
-            f"The loss became NaN/inf at step {step}: the learning rate ({self.cfg.learning_rate:g}) is "
-            f"probably too high. Training stopped and the weights from step {good_step} were kept. "
-            f"Try a learning rate about 3x lower."
+            f"{what}: the learning rate ({self.cfg.learning_rate:g}) is probably too high. Training stopped "
+            f"and the weights from step {good_step} were kept. Try a learning rate about 3x lower "
+            f"(such as {self.cfg.learning_rate / 3:.1g})."
         )
         self._set_status("diverged")
 

@@ -97,8 +97,12 @@ def progress(r: state.Run):
     t = r.trainer
     if t.status == "queued":
         ahead = training.job_queue().position(t)
-        st.info(f"{r.name}: queued, {ahead} ahead (the server trains a few models at a time)." if ahead
-                else f"{r.name}: starting…")
+        if ahead is None:  # just taken out of the line
+            st.info(f"{r.name}: starting…")
+        else:
+            n = training.job_queue().max_running
+            st.info(f"{r.name}: queued, {ahead} ahead — the server trains {n} model{'s' * (n > 1)} at a time; "
+                    "yours starts when one finishes.")
         return
     eta = f" · ETA {t.eta_s:.0f} s" if t.eta_s and not t.done else ""
     st.progress(min(t.step / t.cfg.max_iters, 1.0), text=f"{r.name} — {t.status} · step {t.step}/"

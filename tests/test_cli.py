@@ -29,9 +29,19 @@ def trained(tmp_path_factory):
 def test_help_reads_well():
     r = gptviz("--help")
     assert r.returncode == 0
-    for command in ("train", "sample", "inspect", "ladder", "bench"):
+    for command in ("train", "sample", "inspect", "ladder", "bench", "loadtest"):
         assert command in r.stdout
     assert "examples:" in r.stdout
+
+
+def test_the_load_test_runs_from_here_too():
+    r = gptviz("loadtest", "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: python -m gptviz loadtest") and "--sessions" in r.stdout
+    r = gptviz("loadtest", "--url", "http://example.com:8501")  # the load test's own checks apply
+    assert r.returncode == 2 and "must be a server on 127.0.0.1" in r.stderr
+    r = gptviz("sample", "--checkpoint", "x", "--no-such-option")
+    assert r.returncode == 2 and "unrecognized arguments: --no-such-option" in r.stderr
 
 
 def test_train_reports_and_saves_a_loadable_checkpoint(trained):

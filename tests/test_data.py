@@ -1,3 +1,6 @@
+import tomllib
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -67,6 +70,11 @@ def test_too_large(tmp_path):
     f = tmp_path / "big.txt"
     f.write_bytes(b"ab" * 600_000)
     assert "limit" in refused(f, max_bytes=1024 * 1024)
+
+
+def test_the_apps_upload_limit_is_the_engines():
+    config = tomllib.loads((Path(__file__).parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * D.MB == D.MAX_TEXT_BYTES  # Streamlit counts MB of 2**20 bytes
 
 
 def test_single_character():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gptviz.data import corpus_text
+from gptviz.data import MAX_TEXT_BYTES, corpus_text
 from gptviz.tokenizers import build
 
 
@@ -100,6 +100,7 @@ def test_a_pickle_opened_in_the_sidebar_is_refused_and_nothing_is_lost(app, ckpt
     ("café au lait".encode("latin-1"), "not UTF-8"),
     (b"aaaaaaaaaaaaaaaaaaaa", "only one character"),
     (b"GIF89a" + bytes(40), "GIF image"),
+    (b"ab" * (MAX_TEXT_BYTES // 2 + 1), "larger than the limit of 10 MB"),  # the browser's own check, once more
 ])
 def test_unusable_uploads_get_a_message_for_the_student(app, content, words):
     app.radio(key="corpus").set_value("upload").run()

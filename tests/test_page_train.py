@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import torch
 
 from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint
 from gptviz.model import GPT, preset_config
@@ -118,6 +119,49 @@ def test_a_model_too_big_for_memory_is_refused_with_numbers(train_page):
     at.button(key="train_start").click().run()
     assert any("MB" in e.value and "limit" in e.value for e in at.error)
     assert not at.session_state["runs"] and not at.exception
+
+
+def test_a_learning_rate_that_blows_up_stops_with_advice_and_keeps_the_model(train_page):
+    at = small(train_page, iters=400)
+    at.toggle(key="train_layernorm").set_value(False).run()  # without LayerNorm a rate of 1 explodes
+    at.select_slider(key="train_learning_rate").set_value(1.0).run()
+    at.button(key="train_start").click().run()
+    run = latest(at)
+    assert poll_until(at, lambda: run.trainer.done)
+    at.run()
+    assert run.trainer.status == "diverged" and run.trainer.step < 400
+    assert any("learning rate (1) is probably too high" in e.value and "(such as 0.3)" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value == f"run:{run.id}"  # the weights before the explosion: inspectable
+    assert all(torch.isfinite(p).all() for p in run.trainer.model.parameters())
+
+
+@pytest.fixture
+def one_training_at_a_time(monkeypatch):
+    """The server-wide queue (an st.cache_resource) rebuilt with room for one training."""
+    from ui import training
+
+    monkeypatch.setenv("GPTVIZ_MAX_TRAININGS", "1")
+    training.job_queue.clear()
+    yield training.job_queue()
+    monkeypatch.delenv("GPTVIZ_MAX_TRAININGS")
+    training.job_queue.clear()
+
+
+def test_trainings_beyond_the_limit_wait_and_say_how_many_are_ahead(train_page, one_training_at_a_time):
+    at = small(train_page, iters=5000)
+    at.select_slider(key="train_block_size").set_value(16).run()
+    at.button(key="train_ladder").click().run()
+    runs = list(at.session_state["runs"].values())
+    assert [r.trainer.status for r in runs[1:]] == ["queued"] * 4 and one_training_at_a_time.waiting == 4
+    infos = [i.value for i in at.info]
+    for ahead, r in enumerate(runs[1:]):
+        assert any(f"{r.name}: queued, {ahead} ahead" in i and "trains 1 model at a time" in i for i in infos), infos
+    at.button(key="train_stop").click().run()  # Stop takes the waiting ones out of the line too
+    assert poll_until(at, lambda: all(r.trainer.done for r in runs))
+    assert [r.trainer.status for r in runs] == ["stopped"] * 5 and one_training_at_a_time.waiting == 0
+    assert [r.trainer.step for r in runs[1:]] == [0] * 4 and "Cancelled" in runs[1].trainer.message
 
 
 def test_saving_checks_the_name_and_writes_a_loadable_checkpoint(train_page):

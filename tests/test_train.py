@@ -6,7 +6,8 @@ import torch
 
 from gptviz.data import TokenData
 from gptviz.errors import ConfigError, InputError, TrainingError
-from gptviz.train import TrainConfig, Trainer, log_spaced_steps, lr_at
+from gptviz.model import GPTConfig, preset_config
+from gptviz.train import BLOWN_UP, TrainConfig, Trainer, log_spaced_steps, lr_at
 
 
 def quick(**kw):
@@ -66,6 +67,32 @@ def test_a_diverging_learning_rate_stops_and_keeps_good_weights(small_config, sh
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     x, y = shakespeare_char.get_batch("val", 4, 16)
     assert math.isfinite(trainer.model(x, y)[1].item())
+
+
+def test_a_loss_that_explodes_but_stays_finite_stops_too(shakespeare_char):
+    # without LayerNorm a rate of 1 drives the loss into the hundreds of thousands, never to NaN
+    vocab = shakespeare_char.tokenizer.vocab_size
+    config = GPTConfig(vocab_size=vocab, block_size=16, n_layer=1, n_head=2, n_embd=32, layernorm=False)
+    trainer = Trainer(config, quick(max_iters=200, learning_rate=1.0, eval_interval=200), shakespeare_char)
+    with pytest.raises(TrainingError, match=f"more than {BLOWN_UP} times a random guess"):
+        trainer.run()
+    assert trainer.status == "diverged" and trainer.step < 200
+    assert "(such as 0.3)" in trainer.message
+    limit = BLOWN_UP * math.log(vocab)
+    assert max(trainer.history["train_loss"]) <= limit  # the exploded step is not in the history
+    x, y = shakespeare_char.get_batch("val", 8, 16)
+    assert trainer.model(x, y)[1].item() < limit  # the weights kept are from before the explosion
+
+
+def test_a_high_rate_that_the_model_survives_is_not_stopped(shakespeare_char):
+    # a bigram table at rate 1 jumps above a random guess at first, then learns the bigram statistics
+    vocab = shakespeare_char.tokenizer.vocab_size
+    trainer = Trainer(preset_config("bigram", vocab, 16), quick(max_iters=150, learning_rate=1.0, eval_interval=150),
+                      shakespeare_char)
+    trainer.run()
+    losses = trainer.history["train_loss"]
+    assert trainer.status == "finished"
+    assert max(losses) > math.log(vocab) + 1 and losses[-1] < math.log(vocab) - 1
 
 
 def test_pause_resume_and_stop_from_another_thread(small_config, shakespeare_char):

@@ -1,6 +1,6 @@
 """Classroom load test: many headless browser tabs against one gptviz server.
 
-    python -m tools.loadtest --sessions 30 --trainers 4 --seconds 60
+    python -m tools.loadtest --sessions 30 --trainers 4 --seconds 60    # or: python -m gptviz loadtest ...
     python -m tools.loadtest --url http://127.0.0.1:8501 --pid 12345   # a server that is already running
 
 Every session speaks Streamlit's own websocket protocol on /_stcore/stream: it sends the BackMsg
@@ -623,8 +623,8 @@ async def amain(args) -> dict:
     return result
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tools.loadtest", description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, prog="python -m tools.loadtest"):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, default=30, help="browser tabs at once (default 30)")
     p.add_argument("--trainers", type=int, default=4, help="how many of them train (default 4)")
     p.add_argument("--seconds", type=float, default=60, help="how long the students work (default 60)")
@@ -659,8 +659,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> int:
-    asyncio.run(amain(parse_args(argv)))
+def main(argv=None, prog="python -m tools.loadtest") -> int:
+    asyncio.run(amain(parse_args(argv, prog)))
     return 0
 
 

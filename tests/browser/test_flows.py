@@ -2,8 +2,7 @@
 
 import re
 
-
-from .conftest import Server, open_page, plotly_traces, screenshot, wait_idle
+from .conftest import ROOT, Server, open_page, plotly_traces, screenshot, wait_idle
 
 PAGES = {"Data & tokens": "Data & tokens", "Train": "Train", "Attention": "Attention", "Embeddings": "Embeddings",
          "Next token": "Next token", "Inside the layers": "Inside the layers", "Compare": "Compare two models"}
@@ -32,6 +31,16 @@ def press(page, label, *keys):
 
 def model_in_picker(page) -> str:
     return page.locator("[data-testid=stSidebar] input[role=combobox]").input_value()
+
+
+def picker_options(page) -> list[str]:
+    """Every model the picker offers: open its list, read it, close it."""
+    page.locator("[data-testid=stSidebar] input[role=combobox]").click()
+    options = page.get_by_role("option")
+    options.first.wait_for()
+    texts = options.all_inner_texts()
+    page.keyboard.press("Escape")
+    return texts
 
 
 def no_exception(page):
@@ -97,21 +106,28 @@ def test_training_draws_live_while_the_student_moves_sliders(page, server):
     screenshot(page, "attention-after-training")
 
 
-def test_two_students_do_not_see_each_others_runs(browser, server):
+def test_two_students_do_not_see_each_others_runs(browser, server, tmp_path):
     a, b = browser.new_context(), browser.new_context()
     try:
         pa, pb = a.new_page(), b.new_page()
         open_page(pa, server, "train")
         open_page(pb, server, "train")
+        own = tmp_path / "my-own-model.safetensors"  # student A also opens a checkpoint file of their own
+        own.write_bytes((ROOT / "checkpoints" / "shakespeare-char.safetensors").read_bytes())
+        pa.locator("[data-testid=stSidebar] input[type=file]").set_input_files(str(own))
+        wait_idle(pa)
         press(pa, "n_embd (embedding width)", "Home")
         press(pa, "iterations", "Home")
         pa.get_by_role("button", name="Train", exact=True).click()
         pa.get_by_text(re.compile(r"Finished 20 steps")).wait_for(timeout=60_000)
         wait_idle(pa)
         assert "🧪" in model_in_picker(pa)
+        mine = picker_options(pa)
+        assert any(o.startswith("🧪 run 1") for o in mine) and "📂 my-own-model" in mine, mine
         pb.reload()
         wait_idle(pb)
-        assert "🧪" not in model_in_picker(pb) and "shakespeare-char" in model_in_picker(pb)
+        theirs = picker_options(pb)
+        assert "💾 shakespeare-char" in theirs and not any(o[0] in "🧪📂" for o in theirs), theirs
         assert pb.locator("[data-testid=stPlotlyChart]").count() == 0  # no run, no loss chart
     finally:
         a.close()

@@ -18,9 +18,10 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from . import budget
 from .budget import flops_per_token
 from .data import TokenData, corpus_text
-from .model import GPT, GPTConfig
+from .model import GPT, GPTConfig, preset_config
 from .train import TrainConfig, Trainer, make_optimizer
 
 BABY = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=True)
@@ -195,6 +196,38 @@ def time_to_loss(data: TokenData, target: float = 2.0, log=print) -> dict:
             "max_iters": cfg.max_iters, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
 
 
+# Runs a student might start on the Train page: (label, preset, overrides, iterations, eval_interval).
+ESTIMATE_RUNS = [
+    ("bigram", "bigram", {}, 300, 100),
+    ("tiny: 4 layers of 16, evaluating every 10 steps", "gpt", {"n_embd": 16}, 100, 10),
+    ("blocks", "blocks", {}, 150, 50),
+    ("gpt", "gpt", {}, 60, 30),
+]
+
+
+def estimate_check(data: TokenData, log=print) -> list[dict]:
+    """The Train page's time estimate next to real runs, one torch thread each as the app trains them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        peak = matmul_peak_gflops(1024, reps=5, best=True) * 1e9  # what the app measures
+        rows = []
+        for label, preset, overrides, iters, every in ESTIMATE_RUNS:
+            config = preset_config(preset, data.tokenizer.vocab_size, **overrides)
+            cfg = TrainConfig(max_iters=iters, eval_interval=every)
+            est = budget.estimate(config, cfg, peak)
+            t = time.perf_counter()
+            Trainer(config, cfg, data).run()
+            actual = time.perf_counter() - t
+            rows.append({"run": label, "iters": iters, "eval_interval": every, "estimate_s": est.seconds,
+                         "actual_s": actual, "ratio": est.seconds / actual})
+            log(f"  {label:<48} estimate {est.seconds:5.1f} s  actual {actual:5.1f} s  "
+                f"(x{est.seconds / actual:.2f})")
+        return rows
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_bench(rounds: int = 5, steps: int = 10, quality: bool = True, log=print) -> dict:
     from .generate import generate
     from .tokenizers import build
@@ -227,17 +260,25 @@ def run_bench(rounds: int = 5, steps: int = 10, quality: bool = True, log=print)
     log(f"\nrun_with_cache, 64-token prompt: {results['run_with_cache_ms']:.2f} ms "
         f"(plain forward {results['forward_ms']:.2f} ms)")
 
+    seconds = {True: [], False: []}
+    for _ in range(rounds):  # interleaved, like the training rounds: a busy moment hits both
+        for kv in (True, False):
+            t = time.perf_counter()
+            generate(model, [0], 500, seed=0, kv_cache=kv)
+            seconds[kv].append(time.perf_counter() - t)
     for kv in (True, False):
-        t = time.perf_counter()
-        generate(model, [0], 500, seed=0, kv_cache=kv)
-        rate = 500 / (time.perf_counter() - t)
+        rate, best = 500 / statistics.median(seconds[kv]), 500 / min(seconds[kv])
         results[f"generate_tok_s_{'kv' if kv else 'no_cache'}"] = rate
-        log(f"generate 500 tokens, {'KV cache' if kv else 'no cache'}: {rate:,.0f} tokens/s")
+        log(f"generate 500 tokens, {'KV cache' if kv else 'no cache'}: {rate:,.0f} tokens/s "
+            f"(median of {rounds}; best {best:,.0f})")
 
     t = time.perf_counter()
     build("bpe", text, 512)
     results["bpe_train_512_s"] = time.perf_counter() - t
     log(f"BPE training, {len(text.encode()) / 1e6:.1f} MB -> vocab 512: {results['bpe_train_512_s']:.2f} s")
+
+    log("\nthe Train page's time estimate against real runs (1 thread, as the app trains):")
+    results["estimate_check"] = estimate_check(data, log=log)
 
     if quality:
         log("\ntime to val loss 2.0, default recipe (gpt preset, tiny Shakespeare, char):")

@@ -1,7 +1,8 @@
 """What a training run will cost before it starts: parameters, memory and time.
 
-Time comes from nanoGPT's FLOP count and this machine's measured matmul speed; memory from the
-weights, AdamW's two moment buffers, gradients and the activations autograd keeps for backward.
+Time: nanoGPT's FLOP count at this machine's measured matmul speed, plus what FLOPs do not show —
+every operation's fixed price (a tiny model is not free) and the evaluations with their text sample.
+Memory: the weights, AdamW's two moment buffers, gradients and the activations kept for backward.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ import torch
 
 from .errors import ConfigError
 from .model import GPT, GPTConfig
+from .train import TrainConfig
 
 MEMORY_LIMIT_BYTES = 2 * 1024**3  # per training job on a shared classroom server
-TYPICAL_MFU = 0.45  # the fraction of matmul peak a small model reaches on a CPU (see README)
+# Measured on the reference machine (2-core EPYC, one torch thread per training, as the app runs them);
+# `python -m gptviz bench` compares the estimate with real runs.
+TYPICAL_MFU = 0.85  # one thread's matmuls run close to the measured peak
+STEP_S = 0.8e-3  # a step's fixed work: embedding, loss, optimizer bookkeeping
+LAYER_S = 1.0e-3  # one block's operations, forward + backward + AdamW, at any size
+LAYER_S_PER_1K_TOKENS = 2.5e-3  # its elementwise work (norms, softmax, GELU) per 1,024 tokens of a batch
+TOKEN_S, TOKEN_LAYER_S = 0.075e-3, 0.21e-3  # one generated token of the sample at each evaluation
 
 
 def num_params(config: GPTConfig) -> int:
@@ -39,21 +47,36 @@ def activation_bytes(config: GPTConfig, batch_size: int) -> int:
 class Estimate:
     params: int
     memory_bytes: int
-    seconds: float | None
+    seconds: float | None  # the whole run, evaluations included
+    eval_seconds: float | None = None  # the part spent on evaluations and their samples
 
     @property
     def memory_mb(self) -> float:
         return self.memory_bytes / 1024**2
 
 
-def estimate(config: GPTConfig, batch_size: int, max_iters: int, peak_flops: float | None = None) -> Estimate:
+def num_evals(train: TrainConfig) -> int:
+    """Evaluations the Trainer makes: at step 0, every eval_interval steps, and at the last step."""
+    return train.max_iters // train.eval_interval + 1 + (train.max_iters % train.eval_interval > 0)
+
+
+def step_seconds(config: GPTConfig, params: int, tokens: int, peak_flops: float) -> float:
+    """One training step over `tokens` tokens: matmul FLOPs at TYPICAL_MFU plus the per-operation costs."""
+    flops = tokens * flops_per_token(config, params) / (TYPICAL_MFU * peak_flops)
+    return flops + STEP_S + config.n_layer * (LAYER_S + LAYER_S_PER_1K_TOKENS * tokens / 1024)
+
+
+def estimate(config: GPTConfig, train: TrainConfig, peak_flops: float | None = None) -> Estimate:
     params = num_params(config)
-    memory = 4 * params * 4 + activation_bytes(config, batch_size)  # weights, grads, 2 AdamW moments
-    seconds = None
-    if peak_flops:
-        tokens = max_iters * batch_size * config.block_size
-        seconds = tokens * flops_per_token(config, params) / (TYPICAL_MFU * peak_flops)
-    return Estimate(params, memory, seconds)
+    memory = 4 * params * 4 + activation_bytes(config, train.batch_size)  # weights, grads, 2 AdamW moments
+    if not peak_flops:
+        return Estimate(params, memory, None)
+    step = step_seconds(config, params, train.batch_size * train.grad_accum_steps * config.block_size, peak_flops)
+    # an evaluation: 2 splits x eval_iters forward passes (a third of a step's work), then a short sample
+    forward = step_seconds(config, params, train.batch_size * config.block_size, peak_flops) / 3
+    sample = train.sample_tokens * (TOKEN_S + config.n_layer * TOKEN_LAYER_S + 2 * params / peak_flops)
+    evals = num_evals(train) * (2 * train.eval_iters * forward + sample)
+    return Estimate(params, memory, train.max_iters * step + evals, evals)
 
 
 def check_fits(est: Estimate, limit_bytes: int = MEMORY_LIMIT_BYTES):

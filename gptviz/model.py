@@ -190,6 +190,8 @@ class GPT(nn.Module):
         self.hook_pos_embed = HookPoint()
         self.hook_ln_final = HookPoint()
         self.hook_logits = HookPoint()
+        if self.wte.weight.is_meta:  # built to be loaded or counted: random numbers would be thrown away
+            return
         self.apply(self._init_weights)
         # GPT-2's trick: scale the layers that write into the residual stream by depth
         for name, p in self.named_parameters():

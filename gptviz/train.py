@@ -229,6 +229,7 @@ class Trainer:
         batch_gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         train_model = self._wrap(model)  # DDP in a process group, else the model itself
         optimizer = make_optimizer(model, cfg, self.device)
+        params = list(model.parameters())  # listed once: model.parameters() walks every module
         good_state = _copy_state(model)
         good_step = 0
         blown_up = BLOWN_UP * math.log(model.config.vocab_size)
@@ -258,7 +259,8 @@ class Trainer:
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            model.train()
+            if not model.training:  # evaluation switched it off (train() walks every module: not each step)
+                model.train()
             loss_value = self._gradients(train_model, optimizer, batch_gen, block_size)
             if self.distributed:
                 # One small all-reduce per step: the loss averaged over all ranks (for the log), and whether
@@ -272,7 +274,7 @@ class Trainer:
             if step % 25 == 0 and step:  # weights whose loss was just fine: to fall back on if it explodes
                 good_state, good_step = _copy_state(model), step
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
 
             now = time.perf_counter()

@@ -14,6 +14,11 @@ intro("Choose a step of the lecture's ladder, move the sliders, press **Train** 
       "The dashed line is a random guess: a model that learned nothing scores ln(vocabulary size). "
       "Everything you train stays in this browser session; open it on the inspection pages.")
 
+
+def duration(seconds: float) -> str:
+    return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.1f} min"
+
+
 training.init_defaults()
 with student_errors():
     chosen = data.chosen_data()
@@ -63,10 +68,12 @@ with train_col:
 with student_errors():
     config = training.model_config(vocab)
     cfg = training.train_config()
-est = budget.estimate(config, cfg.batch_size, cfg.max_iters, training.peak_flops())
+est = budget.estimate(config, cfg, training.peak_flops())
 a, b, c = st.columns(3)
 a.metric("Parameters", f"{est.params:,}")
-b.metric("Estimated time", f"~{est.seconds:.0f} s" if est.seconds < 120 else f"~{est.seconds / 60:.1f} min")
+b.metric("Estimated time", duration(est.seconds),
+         help=f"On a quiet server; {duration(est.eval_seconds)} of it measures the loss on held-out text and "
+              "writes a sample (fewer evaluations: a larger eval_interval).")
 c.metric("Memory", f"~{est.memory_mb:,.0f} MB")
 
 batch = training.latest_batch()

@@ -74,6 +74,17 @@ def test_only_head_counts_that_divide_n_embd_are_offered(train_page):
     assert at.select_slider(key="train_n_head").value == 2 and not at.exception
 
 
+def test_the_time_estimate_counts_the_evaluations(train_page):
+    def seconds():
+        value = metric(train_page, "Estimated time").lstrip("~")
+        return float(value.split()[0]) * (60 if value.endswith("min") else 1)
+
+    train_page.slider(key="train_eval_interval").set_value(500).run()
+    rare = seconds()
+    train_page.slider(key="train_eval_interval").set_value(10).run()  # 81 evaluations instead of 3
+    assert seconds() > 1.5 * rare
+
+
 def test_training_runs_in_the_background_and_the_model_can_be_inspected(train_page):
     at = small(train_page)
     at.button(key="train_start").click().run()

@@ -119,7 +119,7 @@ def _new_runs(presets: list[str] | None):
         configs = {p: preset_config(p, vocab, block) for p in presets} if presets else \
             {st.session_state[key("preset")]: model_config(vocab)}
         for config in configs.values():
-            budget.check_fits(budget.estimate(config, cfg.batch_size, cfg.max_iters))
+            budget.check_fits(budget.estimate(config, cfg))
         trainers = {p: Trainer(c, cfg, token_data, abandon_after_s=ABANDON_AFTER_S) for p, c in configs.items()}
     except GptvizError as e:
         st.session_state[ERROR] = str(e)

@@ -19,7 +19,6 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from . import budget
-from .budget import flops_per_token
 from .data import TokenData, corpus_text
 from .model import GPT, GPTConfig, preset_config
 from .train import TrainConfig, Trainer, make_optimizer
@@ -243,7 +242,7 @@ def run_bench(rounds: int = 5, steps: int = 10, quality: bool = True, log=print)
     train = bench_training(rounds, steps, data)
     results["training"] = train
     ours = train["gptviz GPT"]
-    fpt = flops_per_token(GPTConfig(**BABY), GPT(GPTConfig(**BABY)).num_params())
+    fpt = budget.flops_per_token(GPTConfig(**BABY), GPT(GPTConfig(**BABY)).num_params())
     log(f"\ntraining, baby config, batch {BATCH} ({rounds} interleaved rounds of {steps} steps):")
     for name, r in train.items():
         mfu = r["tokens_per_s"] * fpt / (peak * 1e9)

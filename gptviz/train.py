@@ -341,7 +341,8 @@ class Trainer:
         self.model.load_state_dict(good_state)
         self.model.eval()
         guess = math.log(self.model.config.vocab_size)
-        what = (f"The loss became {loss} at step {step}" if not math.isfinite(loss) else
+        what = (f"The loss became {'NaN (not a number)' if math.isnan(loss) else 'infinite'} at step {step}"
+                if not math.isfinite(loss) else
                 f"The loss shot up to {loss:,.0f} at step {step}, more than {BLOWN_UP} times a random guess "
                 f"({guess:.2f})")
         self.message = (

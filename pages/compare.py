@@ -3,31 +3,45 @@ import streamlit as st
 from gptviz import analysis, viz
 from gptviz.errors import GptvizError
 from gptviz.generate import next_token_probs
-from ui import models
+from ui import models, timeline
 from ui.common import capture, encode_prompt, intro, prompt_input, student_errors
 from ui.entry import require_app
 
 require_app()
 st.title("Compare two models")
 intro("Put two models side by side on the same prompt: their loss curves, every attention head, and what "
-      "each would write next. Try the bigram against the GPT from the ladder, or one model with and "
-      "without LayerNorm.")
+      "each would write next. Try the bigram against the GPT from the ladder, one model with and without "
+      "LayerNorm — or one model against itself earlier in its training.")
 
 options = models.choices()
-if len(options) < 2:
-    st.info("There is only one model so far: train another on the **Train** page (or run the ladder).")
+if not options:
+    st.info("There is no model yet: train one on the **Train** page.")
     st.stop()
 keys = list(options)
 left_key = st.selectbox("Model A", keys, format_func=options.get, key="compare_a", persist_state="session")
-right_key = st.selectbox("Model B", keys, index=1, format_func=options.get, key="compare_b", persist_state="session")
+right_key = st.selectbox("Model B", keys, index=min(1, len(keys) - 1), format_func=options.get, key="compare_b",
+                         persist_state="session")
 with student_errors():
-    pair = [models.entry(left_key), models.entry(right_key)]
+    chosen = [models.entry(left_key), models.entry(right_key)]
+same = left_key == right_key
+if same and len(timeline.steps(chosen[0])) < 2:
+    st.info("Both sides show the same model, and it kept no training snapshots to compare it with. "
+            + ("Pick another model above." if len(keys) > 1 else
+               "There is only one model so far: train another on the **Train** page (or run the ladder)."))
+    st.stop()
 
 curves = [{"name": e.label, **{k: e.meta.get("history", {}).get(k, []) for k in
-                               ("step", "train_loss", "eval_step", "val_loss")}} for e in pair]
+                               ("step", "train_loss", "eval_step", "val_loss")}} for e in chosen[:2 - same]]
 if any(c["val_loss"] for c in curves):
-    st.plotly_chart(viz.loss_chart(curves, pair[0].tokenizer.vocab_size, best_val_marker=True,
+    st.plotly_chart(viz.loss_chart(curves, chosen[0].tokenizer.vocab_size, best_val_marker=True,
                                    title="Loss curves"), theme=None, key="compare_loss")
+
+pair = []
+for column, entry, side in zip(st.columns(2), chosen, "ab"):
+    with column:  # each side may look at its model earlier in training; B starts halfway when both are one
+        steps = timeline.steps(entry)
+        start = steps[(len(steps) - 1) // 2] if same and side == "b" else None
+        pair.append(timeline.pick(entry, page=f"compare_{side}", start=start))
 
 text = prompt_input(pair[0], page="compare")
 temperature = st.slider("temperature", 0.0, 2.0, 1.0, 0.05, key="compare_temperature", persist_state="session")

@@ -53,7 +53,7 @@ def test_logit_lens_and_its_sentence(page, ckpt):
     assert np.allclose(array(z_last), table["top_probs"], atol=1e-5)
 
     page.select_slider(key="layers_position").set_value(3).run()  # after 'E' of ROMEO
-    assert figure(page, "layers_lens")["layout"]["title"]["text"].startswith("Logit lens at position 3 ")
+    assert figure(page, "layers_lens")["layout"]["title"]["text"].startswith("Logit lens at position 3:")
     table3 = analysis.logit_lens_table(ckpt.model, cache, ckpt.tokenizer, position=3)
     assert np.allclose(array(figure(page, "layers_lens")["data"][0]["z"]), table3["top_probs"], atol=1e-5)
     assert not np.allclose(table3["top_probs"], table["top_probs"])
@@ -61,7 +61,7 @@ def test_logit_lens_and_its_sentence(page, ckpt):
 
     page.text_area(key="prompt_layers").input(PROMPT + "me").run()  # a new prompt: back to its last position
     assert page.select_slider(key="layers_position").value == T + 1
-    assert figure(page, "layers_lens")["layout"]["title"]["text"].startswith(f"Logit lens at position {T + 1} ")
+    assert figure(page, "layers_lens")["layout"]["title"]["text"].startswith(f"Logit lens at position {T + 1}:")
 
 
 def test_residual_norms(page, ckpt):

@@ -6,9 +6,11 @@ inspection pages swaps the model for one of them, so students watch heads and cl
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import replace
 
 import streamlit as st
+import torch
 
 from gptviz.model import GPT
 
@@ -29,24 +31,30 @@ def steps(entry: ModelEntry) -> list[int]:
 
 
 def _model_at(entry: ModelEntry, step: int) -> GPT:
-    memo = st.session_state.setdefault(_MODELS, {})
+    memo: OrderedDict = st.session_state.setdefault(_MODELS, OrderedDict())
     key = (entry.key, id(entry.model), step)
     if key not in memo:
-        model = GPT(entry.model.config)
-        model.load_state_dict({k: v.float() for k, v in entry.snapshots[step].items()})
-        memo.clear()  # keep one: a student looks at one step at a time
+        with torch.device("meta"):  # no random init: every weight comes from the snapshot
+            model = GPT(entry.model.config)
+        model.load_state_dict({k: v.float() for k, v in entry.snapshots[step].items()}, assign=True)
         memo[key] = model.eval()
+        while len(memo) > 2:  # a page looks at one step at a time; Compare at two
+            memo.popitem(last=False)
+    memo.move_to_end(key)
     return memo[key]
 
 
-def pick(entry: ModelEntry, page: str) -> ModelEntry:
-    """A 'training step' slider (when the model has snapshots); returns the model at that step."""
+def pick(entry: ModelEntry, page: str, start: int | None = None) -> ModelEntry:
+    """A 'training step' slider (when the model has snapshots); returns the model at that step.
+
+    A newly picked model starts at `start` (a step of its timeline), or else at its end.
+    """
     options = steps(entry)
     if len(options) < 2:
         return entry
     key = f"{page}_timeline"
-    if st.session_state.get(key) not in options:  # another model was picked: start at its end
-        st.session_state[key] = options[-1]
+    if st.session_state.get(key) not in options:  # another model was picked: start again
+        st.session_state[key] = start if start in options else options[-1]
     step = st.select_slider("Training step (timeline)", options, key=key,
                             format_func=lambda s: f"{s} (final)" if s == options[-1] else str(s),
                             help="Weights saved during training: slide back to see this view before the model "

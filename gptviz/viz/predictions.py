@@ -61,18 +61,20 @@ def logit_lens_chart(table: dict, height: int | None = None) -> go.Figure:
         hovertemplate="%{text}: %{z:.1%}<extra></extra>",
     )
     layout = dict(
-        title=dict(text=f"Logit lens at position {table['position']} (final answer '{esc(table['answer_label'])}')"),
+        title=dict(text=f"Logit lens at position {table['position']}: the top {k} guesses after each block "
+                        f"(final answer '{esc(table['answer_label'])}')"),
         height=height or min(650, 50 * n_rows + 190), margin=dict(l=90, r=170, t=110, b=30),
-        xaxis=dict(title=dict(text="guess rank"), side="top", type="category"),  # "#1".."#5" are ranks, not numbers
+        # "#1".."#5" are ranks, not numbers; the plot ends where the heatmap ends (the right margin holds the note)
+        xaxis=dict(side="top", type="category", range=[-0.5, k - 0.5], showgrid=False),
         yaxis=dict(tickmode="array", tickvals=list(range(n_rows)), ticktext=ticks, autorange="reversed",
-                   automargin=True),
+                   automargin=True, showgrid=False),
     )
     first = table["first_layer_top1"]
     if first is not None:
         layout["shapes"] = [dict(type="rect", x0=-0.5, x1=k - 0.5, y0=first - 0.5, y1=first + 0.5,
                                  line=dict(color=VERMILION, width=3))]
-        layout["annotations"] = [dict(x=k - 0.5, y=first, xanchor="left", showarrow=False, font=dict(color=VERMILION),
-                                      text=f" ← '{esc(table['answer_label'])}' is #1 from here")]
+        layout["annotations"] = [dict(x=1, xref="paper", y=first, xanchor="left", showarrow=False,
+                                      font=dict(color=VERMILION), text=f" ← '{esc(table['answer_label'])}' is #1 from here")]
     return figure([heatmap], layout)
 
 

@@ -18,9 +18,10 @@ if not options:
     st.info("There is no model yet: train one on the **Train** page.")
     st.stop()
 keys = list(options)
-left_key = st.selectbox("Model A", keys, format_func=options.get, key="compare_a", persist_state="session")
-right_key = st.selectbox("Model B", keys, index=min(1, len(keys) - 1), format_func=options.get, key="compare_b",
-                         persist_state="session")
+top = st.columns(2)
+left_key = top[0].selectbox("Model A", keys, format_func=options.get, key="compare_a", persist_state="session")
+right_key = top[1].selectbox("Model B", keys, index=min(1, len(keys) - 1), format_func=options.get, key="compare_b",
+                             persist_state="session")
 with student_errors():
     chosen = [models.entry(left_key), models.entry(right_key)]
 same = left_key == right_key
@@ -30,18 +31,21 @@ if same and len(timeline.steps(chosen[0])) < 2:
                "There is only one model so far: train another on the **Train** page (or run the ladder)."))
     st.stop()
 
-curves = [{"name": e.label, **{k: e.meta.get("history", {}).get(k, []) for k in
-                               ("step", "train_loss", "eval_step", "val_loss")}} for e in chosen[:2 - same]]
-if any(c["val_loss"] for c in curves):
-    st.plotly_chart(viz.loss_chart(curves, chosen[0].tokenizer.vocab_size, best_val_marker=True,
-                                   title="Loss curves"), theme=None, key="compare_loss")
-
 pair = []
-for column, entry, side in zip(st.columns(2), chosen, "ab"):
+for column, entry, side in zip(top, chosen, "ab"):
     with column:  # each side may look at its model earlier in training; B starts halfway when both are one
         steps = timeline.steps(entry)
         start = steps[(len(steps) - 1) // 2] if same and side == "b" else None
-        pair.append(timeline.pick(entry, page=f"compare_{side}", start=start))
+        pair.append(timeline.pick(entry, page=f"compare_{side}", start=start,
+                                  label=f"Model {side.upper()}: training step"))
+
+curves = [{"name": e.label, **{k: e.meta.get("history", {}).get(k, []) for k in
+                               ("step", "train_loss", "eval_step", "val_loss")}} for e in chosen[:2 - same]]
+shown = {side.upper(): st.session_state.get(f"compare_{side}_timeline", timeline.final_step(e))
+         for side, e in zip("ab", chosen)}  # the step each side shows, marked on the curves
+if any(c["val_loss"] for c in curves):
+    st.plotly_chart(viz.loss_chart(curves, chosen[0].tokenizer.vocab_size, best_val_marker=True,
+                                   title="Loss curves", step_marks=shown), theme=None, key="compare_loss")
 
 text = prompt_input(pair[0], page="compare")
 temperature = st.slider("temperature", 0.0, 2.0, 1.0, 0.05, key="compare_temperature", persist_state="session")

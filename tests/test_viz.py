@@ -132,6 +132,15 @@ def test_loss_chart_draws_train_val_and_the_random_guess_line():
     assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] >= 4.3
 
 
+def test_loss_chart_marks_the_steps_shown_elsewhere():
+    run = {"name": "r", "step": list(range(300)), "train_loss": [3.0] * 300, "eval_step": [0, 300],
+           "val_loss": [4.0, 2.5]}
+    fig = viz.loss_chart([run], 65, step_marks={"A": 300, "B": 100})
+    lines = [s for s in fig.layout.shapes if s.x0 == s.x1]  # vertical: the baseline is horizontal
+    assert [(s.x0, s.yref, s.line.dash) for s in lines] == [(300, "y domain", "dot"), (100, "y domain", "dot")]
+    assert [(a.text, a.x) for a in fig.layout.annotations][1:] == [("A", 300), ("B", 100)]
+
+
 @pytest.mark.parametrize("runs", [
     [],
     [{"name": "new", "step": [], "train_loss": [], "eval_step": [], "val_loss": []}],

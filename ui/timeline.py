@@ -44,7 +44,7 @@ def _model_at(entry: ModelEntry, step: int) -> GPT:
     return memo[key]
 
 
-def pick(entry: ModelEntry, page: str, start: int | None = None) -> ModelEntry:
+def pick(entry: ModelEntry, page: str, start: int | None = None, label: str = "Training step (timeline)") -> ModelEntry:
     """A 'training step' slider (when the model has snapshots); returns the model at that step.
 
     A newly picked model starts at `start` (a step of its timeline), or else at its end.
@@ -55,7 +55,7 @@ def pick(entry: ModelEntry, page: str, start: int | None = None) -> ModelEntry:
     key = f"{page}_timeline"
     if st.session_state.get(key) not in options:  # another model was picked: start again
         st.session_state[key] = start if start in options else options[-1]
-    step = st.select_slider("Training step (timeline)", options, key=key,
+    step = st.select_slider(label, options, key=key,
                             format_func=lambda s: f"{s} (final)" if s == options[-1] else str(s),
                             help="Weights saved during training: slide back to see this view before the model "
                                  "learned it.")

@@ -21,13 +21,14 @@ def _thin(xs: list, ys: list, max_points: int) -> tuple[list, list]:
 
 
 def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False, title: str = "Loss",
-               height: int = 380, max_points: int = 1000) -> go.Figure:
+               height: int = 380, max_points: int = 1000, step_marks: dict[str, int] | None = None) -> go.Figure:
     """Train loss (thin, light) and validation loss (thick, with markers) of each run.
 
     runs: [{"name", "step", "train_loss", "eval_step", "val_loss"}] (Trainer.history plus a name);
     lists may be empty while a run starts. The dashed line is the loss of a model that guesses
     uniformly, ln(vocab_size): a fresh model starts there. best_val_marker stars the lowest
-    validation loss of each run, where more training stopped helping.
+    validation loss of each run, where more training stopped helping. step_marks ({label: step})
+    draws a dotted line at each step shown elsewhere on the page (a training-timeline snapshot).
     """
     baseline = math.log(vocab_size)
     data = []
@@ -66,6 +67,11 @@ def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False,
         annotations=[dict(text=f"random guess = ln(V) = {baseline:.2f}", showarrow=False, xref="x domain", x=1,
                           xanchor="right", yref="y", y=baseline, yanchor="bottom")],
     )
+    for label, step in (step_marks or {}).items():
+        layout["shapes"].append(dict(type="line", xref="x", x0=step, x1=step, yref="y domain", y0=0, y1=1,
+                                     line=dict(dash="dot", color=GREY, width=1.5)))
+        layout["annotations"].append(dict(text=esc(label), showarrow=False, xref="x", x=step, yref="y domain", y=0,
+                                          yanchor="bottom", bgcolor="white"))  # the top holds the baseline's note
     if not any(run.get("step") or run.get("eval_step") for run in runs):
         layout["xaxis"]["range"] = [0, 1]  # nothing yet: an empty axis rather than plotly's -1..6
     return figure(data, layout)

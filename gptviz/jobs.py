@@ -66,6 +66,10 @@ class JobQueue:
         with self._lock:
             while self._waiting and len(self._running) < self.max_running:
                 trainer = self._waiting.pop(0)
+                if trainer.unwatched():  # its student left while it waited: the slot goes to the next one
+                    trainer.status = "stopped"
+                    trainer.message = "Never started: the browser tab was closed while it waited in the queue."
+                    continue
                 self._running.append(trainer)
                 to_start.append(trainer)
         for trainer in to_start:

@@ -188,9 +188,12 @@ class Trainer:
     def heartbeat(self):
         self.last_seen = time.monotonic()
 
+    def unwatched(self) -> bool:
+        """No heartbeat for abandon_after_s: the student's browser tab was closed."""
+        return self.abandon_after_s is not None and time.monotonic() - self.last_seen > self.abandon_after_s
+
     def _should_stop(self) -> bool:
-        if self.abandon_after_s is not None and time.monotonic() - self.last_seen > self.abandon_after_s:
-            self.abandoned = True
+        self.abandoned = self.abandoned or self.unwatched()
         return self.abandoned or self._stop.is_set()
 
     def join(self, timeout: float | None = None):

@@ -43,3 +43,20 @@ def test_a_finished_job_frees_its_slot(small_config, shakespeare_char):
     assert short.status == "finished"
     nxt.stop()
     nxt.join(10)
+
+
+def test_a_job_whose_student_left_while_it_waited_never_starts(small_config, shakespeare_char):
+    queue = JobQueue(max_running=1)
+    first = queue.submit(long_run(small_config, shakespeare_char))
+    left = Trainer(small_config, TrainConfig(max_iters=50, batch_size=4, eval_iters=1, sample_tokens=0),
+                   shakespeare_char, abandon_after_s=0.2)
+    queue.submit(left)
+    watched = queue.submit(long_run(small_config, shakespeare_char))
+    assert wait_for(lambda: first.step > 0)
+    time.sleep(0.4)  # no heartbeat for `left` (its tab is closed); `watched` has no grace period at all
+    first.stop()
+    assert wait_for(lambda: watched.step > 0)  # the slot went past `left` to the next in line
+    assert left.status == "stopped" and "Never started" in left.message
+    assert left.step == 0 and left.history["eval_step"] == [] and not left.snapshots
+    watched.stop()
+    watched.join(10)

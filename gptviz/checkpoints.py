@@ -54,6 +54,15 @@ def checkpoint_path(name: str, root: Path | str = CHECKPOINT_DIR) -> Path:
     return path
 
 
+def free_name(stem: str, root: Path | str = CHECKPOINT_DIR) -> str:
+    """`stem`, or else stem-2, stem-3, ...: the first name that no checkpoint in `root` has yet."""
+    name, n = stem, 1
+    while (Path(root) / (name + SUFFIX)).exists():
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
 def list_checkpoints(root: Path | str = CHECKPOINT_DIR) -> list[Path]:
     root = Path(root)
     return sorted(root.glob("*" + SUFFIX)) if root.is_dir() else []

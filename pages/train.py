@@ -1,9 +1,9 @@
 import streamlit as st
 
 from gptviz import analysis, budget, viz
-from gptviz.checkpoints import to_bytes
+from gptviz.checkpoints import free_name, to_bytes
 from gptviz.model import PRESET_TITLES, PRESETS
-from ui import data, state, training
+from ui import data, models, state, training
 from ui.common import intro, student_errors
 from ui.entry import require_app
 from ui.training import key
@@ -141,7 +141,8 @@ def live_view():
 live_view()
 
 if run is not None and not active and run.trainer.status != "error":
-    st.session_state.setdefault("train_save_name", f"{run.preset}-{corpus.split('.')[0]}")
+    st.session_state.setdefault("train_save_name", free_name(f"{run.preset}-{corpus.split('.')[0]}",
+                                                             models.checkpoint_dir()))
     name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
     name_col.text_input(f"Save {run.name} as", key="train_save_name",
                         help="Letters, digits, '-', '_' and '.'; saved in the checkpoints/ folder.")

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from gptviz import tokenizers
-from gptviz.checkpoints import (CheckpointError, checkpoint_path, list_checkpoints, load_checkpoint,
+from gptviz.checkpoints import (CheckpointError, checkpoint_path, free_name, list_checkpoints, load_checkpoint,
                                 save_checkpoint, to_bytes)
 from gptviz.model import GPT, GPTConfig
 
@@ -162,3 +162,11 @@ def test_download_bytes_hold_the_same_checkpoint(saved):
     assert json.loads(data[8:8 + n])["__metadata__"]["format"] == "gptviz-checkpoint/1"
     ck = load_checkpoint(data)
     assert ck.meta == meta and torch.equal(ck.model.lm_head.weight, model.lm_head.weight)
+
+
+def test_a_free_name_never_replaces_a_checkpoint(tmp_path, small_model, shakespeare_char):
+    assert free_name("gpt-shakespeare", tmp_path) == "gpt-shakespeare"
+    for stem in ("gpt-shakespeare", "gpt-shakespeare-2"):
+        save_checkpoint(tmp_path / f"{stem}.safetensors", small_model, shakespeare_char.tokenizer)
+    assert free_name("gpt-shakespeare", tmp_path) == "gpt-shakespeare-3"
+    assert free_name("other", tmp_path) == "other"

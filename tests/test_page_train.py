@@ -197,6 +197,42 @@ def test_saving_checks_the_name_and_writes_a_loadable_checkpoint(train_page):
         path.unlink(missing_ok=True)
 
 
+def test_a_classmates_checkpoint_is_never_overwritten(tmp_path, monkeypatch):
+    """Two students save under the same name: the second is refused and offered a free one."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr("ui.models.checkpoint_dir", lambda: tmp_path)
+    sessions = []
+    for _ in range(2):
+        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+        at.run()
+        at = small(at.switch_page("pages/train.py").run(), iters=20)
+        at.button(key="train_start").click().run()
+        assert poll_until(at, lambda: latest(at).trainer.done)
+        at.run()
+        sessions.append(at)
+    a, b = sessions
+    assert a.text_input(key="train_save_name").value == "gpt-tinyshakespeare"
+    a.button(key="train_save").click().run()
+    saved = tmp_path / "gpt-tinyshakespeare.safetensors"
+    before = saved.read_bytes()
+
+    b.run()
+    b.text_input(key="train_save_name").set_value("gpt-tinyshakespeare").run()
+    b.button(key="train_save").click().run()
+    assert any("already a checkpoint called 'gpt-tinyshakespeare'" in e.value and "'gpt-tinyshakespeare-2'" in e.value
+               for e in b.error), [e.value for e in b.error]
+    assert saved.read_bytes() == before  # A's model is untouched
+    b.text_input(key="train_save_name").set_value("gpt-tinyshakespeare-2").run()
+    b.button(key="train_save").click().run()
+    assert (tmp_path / "gpt-tinyshakespeare-2.safetensors").is_file() and any("Saved" in m.value for m in b.success)
+
+    a.button(key="train_save").click().run()  # saving one's own run again is fine
+    assert any("Saved" in m.value for m in a.success) and not a.error
+
+
 def test_a_shared_link_restores_the_settings():
     """A teacher shares the Train page's URL: its query parameters set the sliders for every student."""
     from pathlib import Path

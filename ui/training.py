@@ -9,7 +9,7 @@ import torch
 
 from gptviz import budget
 from gptviz.bench import matmul_peak_gflops
-from gptviz.checkpoints import checkpoint_path, save_checkpoint
+from gptviz.checkpoints import checkpoint_path, free_name, save_checkpoint
 from gptviz.errors import GptvizError
 from gptviz.jobs import JobQueue
 from gptviz.model import PRESETS, GPTConfig, preset_config
@@ -164,9 +164,13 @@ def save(run: state.Run):
     """on_click of Save: write the run as a checkpoint under the name typed by the student."""
     name = st.session_state["train_save_name"].strip()
     try:
-        path = checkpoint_path(name)
+        path = checkpoint_path(name, models.checkpoint_dir())
         if path.stem == models.DEFAULT_CHECKPOINT:
             raise GptvizError(f"{name!r} is the bundled model's name; choose another one.")
+        if path.exists() and run.saved_as != path.stem:  # only a run's own checkpoint is ever replaced
+            raise GptvizError(f"There is already a checkpoint called {path.stem!r} on this server (perhaps a "
+                              f"classmate's, or an earlier run of yours). Choose another name, such as "
+                              f"{free_name(path.stem, path.parent)!r}.")
         t = run.trainer
         save_checkpoint(path, t.model, run.tokenizer, run_meta(run), t.snapshots)
     except GptvizError as e:

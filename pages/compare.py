@@ -41,8 +41,8 @@ for column, entry, side in zip(top, chosen, "ab"):
 
 curves = [{"name": e.label, **{k: e.meta.get("history", {}).get(k, []) for k in
                                ("step", "train_loss", "eval_step", "val_loss")}} for e in chosen[:2 - same]]
-shown = {side.upper(): st.session_state.get(f"compare_{side}_timeline", timeline.final_step(e))
-         for side, e in zip("ab", chosen)}  # the step each side shows, marked on the curves
+shown = {side.upper(): timeline.final_step(e) if e.step is None else e.step
+         for side, e in zip("ab", pair)}  # the step each side shows, marked on the curves
 if any(c["val_loss"] for c in curves):
     st.plotly_chart(viz.loss_chart(curves, chosen[0].tokenizer.vocab_size, best_val_marker=True,
                                    title="Loss curves", step_marks=shown), theme=None, key="compare_loss")

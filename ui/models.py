@@ -31,6 +31,7 @@ class ModelEntry:
     corpus: str  # where its training text came from, for default prompts
     meta: dict = field(default_factory=dict)
     snapshots: dict = field(default_factory=dict)
+    step: int | None = None  # a training-timeline snapshot's step; None: the model as training left it
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

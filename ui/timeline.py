@@ -62,4 +62,4 @@ def pick(entry: ModelEntry, page: str, start: int | None = None, label: str = "T
     if step == options[-1]:
         return entry
     return replace(entry, key=f"{entry.key}@{step}", label=f"{entry.label} at step {step}",
-                   model=_model_at(entry, step))
+                   model=_model_at(entry, step), step=step)

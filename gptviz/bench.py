@@ -195,12 +195,14 @@ def time_to_loss(data: TokenData, target: float = 2.0, log=print) -> dict:
             "max_iters": cfg.max_iters, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
 
 
-# Runs a student might start on the Train page: (label, preset, overrides, iterations, eval_interval).
+# Runs a student might start on the Train page:
+# (label, tokenizer, preset, overrides, iterations, eval_interval, batch_size).
 ESTIMATE_RUNS = [
-    ("bigram", "bigram", {}, 300, 100),
-    ("tiny: 4 layers of 16, evaluating every 10 steps", "gpt", {"n_embd": 16}, 100, 10),
-    ("blocks", "blocks", {}, 150, 50),
-    ("gpt", "gpt", {}, 60, 30),
+    ("bigram", "char", "bigram", {}, 300, 100, 16),
+    ("tiny: 4 layers of 16, evaluating every 10 steps", "char", "gpt", {"n_embd": 16}, 100, 10, 16),
+    ("blocks", "char", "blocks", {}, 150, 50, 16),
+    ("gpt", "char", "gpt", {}, 60, 30, 16),
+    ("GPT-2 tokens: 2 layers of 32, batch 4", "gpt2", "gpt", {"n_layer": 2, "n_embd": 32}, 10, 10, 4),
 ]
 
 
@@ -211,12 +213,15 @@ def estimate_check(data: TokenData, log=print) -> list[dict]:
     try:
         peak = matmul_peak_gflops(1024, reps=5, best=True) * 1e9  # what the app measures
         rows = []
-        for label, preset, overrides, iters, every in ESTIMATE_RUNS:
-            config = preset_config(preset, data.tokenizer.vocab_size, **overrides)
-            cfg = TrainConfig(max_iters=iters, eval_interval=every)
+        datasets = {"char": data}
+        for label, kind, preset, overrides, iters, every, batch in ESTIMATE_RUNS:
+            if kind not in datasets:  # the same text in GPT-2 tokens (tiktoken: a fraction of a second)
+                datasets[kind] = TokenData.from_text(corpus_text("tinyshakespeare"), kind)
+            config = preset_config(preset, datasets[kind].tokenizer.vocab_size, **overrides)
+            cfg = TrainConfig(max_iters=iters, eval_interval=every, batch_size=batch)
             est = budget.estimate(config, cfg, peak)
             t = time.perf_counter()
-            Trainer(config, cfg, data).run()
+            Trainer(config, cfg, datasets[kind]).run()
             actual = time.perf_counter() - t
             rows.append({"run": label, "iters": iters, "eval_interval": every, "estimate_s": est.seconds,
                          "actual_s": actual, "ratio": est.seconds / actual})

@@ -22,6 +22,8 @@ TYPICAL_MFU = 0.85  # one thread's matmuls run close to the measured peak
 STEP_S = 0.8e-3  # a step's fixed work: embedding, loss, optimizer bookkeeping
 LAYER_S = 1.0e-3  # one block's operations, forward + backward + AdamW, at any size
 LAYER_S_PER_1K_TOKENS = 2.5e-3  # its elementwise work (norms, softmax, GELU) per 1,024 tokens of a batch
+# per logit (tokens x vocabulary): softmax, loss and their gradients run at memory speed, not matmul speed
+LOGIT_S, LOGIT_FORWARD_S = 9e-9, 6e-9  # a training step; a forward pass alone (evaluation)
 TOKEN_S, TOKEN_LAYER_S = 0.075e-3, 0.21e-3  # one generated token of the sample at each evaluation
 
 
@@ -60,10 +62,21 @@ def num_evals(train: TrainConfig) -> int:
     return train.max_iters // train.eval_interval + 1 + (train.max_iters % train.eval_interval > 0)
 
 
-def step_seconds(config: GPTConfig, params: int, tokens: int, peak_flops: float) -> float:
-    """One training step over `tokens` tokens: matmul FLOPs at TYPICAL_MFU plus the per-operation costs."""
+def _matmuls_and_operations(config: GPTConfig, params: int, tokens: int, peak_flops: float) -> float:
     flops = tokens * flops_per_token(config, params) / (TYPICAL_MFU * peak_flops)
     return flops + STEP_S + config.n_layer * (LAYER_S + LAYER_S_PER_1K_TOKENS * tokens / 1024)
+
+
+def step_seconds(config: GPTConfig, params: int, tokens: int, peak_flops: float) -> float:
+    """One training step over `tokens` tokens: matmul FLOPs at TYPICAL_MFU, the per-operation costs, and
+    the logits, which dominate with a big vocabulary (GPT-2's 50,257 tokens: 200 MB per batch of 1,024)."""
+    return _matmuls_and_operations(config, params, tokens, peak_flops) + tokens * config.vocab_size * LOGIT_S
+
+
+def forward_seconds(config: GPTConfig, params: int, tokens: int, peak_flops: float) -> float:
+    """One forward pass without gradients: a third of a step's matmuls and operations, and the logits."""
+    return (_matmuls_and_operations(config, params, tokens, peak_flops) / 3
+            + tokens * config.vocab_size * LOGIT_FORWARD_S)
 
 
 def estimate(config: GPTConfig, train: TrainConfig, peak_flops: float | None = None) -> Estimate:
@@ -72,8 +85,8 @@ def estimate(config: GPTConfig, train: TrainConfig, peak_flops: float | None = N
     if not peak_flops:
         return Estimate(params, memory, None)
     step = step_seconds(config, params, train.batch_size * train.grad_accum_steps * config.block_size, peak_flops)
-    # an evaluation: 2 splits x eval_iters forward passes (a third of a step's work), then a short sample
-    forward = step_seconds(config, params, train.batch_size * config.block_size, peak_flops) / 3
+    # an evaluation: 2 splits x eval_iters forward passes, then a short sample
+    forward = forward_seconds(config, params, train.batch_size * config.block_size, peak_flops)
     sample = train.sample_tokens * (TOKEN_S + config.n_layer * TOKEN_LAYER_S + 2 * params / peak_flops)
     evals = num_evals(train) * (2 * train.eval_iters * forward + sample)
     return Estimate(params, memory, train.max_iters * step + evals, evals)

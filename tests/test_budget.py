@@ -75,6 +75,18 @@ def test_a_tiny_model_still_costs_time_per_layer():
     assert deeper > per_step
 
 
+def test_a_big_vocabulary_costs_time_beyond_its_flops():
+    # GPT-2's 50,257 logits per token: softmax and loss over 200 MB a batch, at memory speed, not matmul speed
+    config, tokens = preset_config("gpt", 50257, n_layer=2, n_embd=32), 16 * 64
+    params = budget.num_params(config)
+    flops_only = tokens * budget.flops_per_token(config, params) / (budget.TYPICAL_MFU * PEAK)
+    assert budget.step_seconds(config, params, tokens, PEAK) > 2 * flops_only
+    assert budget.forward_seconds(config, params, tokens, PEAK) > budget.step_seconds(config, params, tokens, PEAK) / 3
+    char = preset_config("gpt", 65, n_layer=2, n_embd=32)  # a small vocabulary: forward is about a third
+    forward, step = (f(char, budget.num_params(char), tokens, PEAK) for f in (budget.forward_seconds, budget.step_seconds))
+    assert step / 3 <= forward < step / 2
+
+
 def test_memory_counts_weights_optimizer_and_activations_and_refuses_too_much():
     config = preset_config("gpt", 65)
     small, big = (budget.estimate(config, TrainConfig(batch_size=b)) for b in (8, 64))

@@ -73,8 +73,8 @@ est = budget.estimate(config, cfg, training.peak_flops())
 a, b, c = st.columns(3)
 a.metric("Parameters", f"{est.params:,}")
 b.metric("Estimated time", duration(est.seconds),
-         help=f"On a quiet server; {duration(est.eval_seconds)} of it measures the loss on held-out text and "
-              "writes a sample (fewer evaluations: a larger eval_interval).")
+         help=f"For a server as busy as a classroom's (a quiet one is faster); {duration(est.eval_seconds)} of it "
+              "measures the loss on held-out text and writes a sample (fewer evaluations: a larger eval_interval).")
 c.metric("Memory", f"~{est.memory_mb:,.0f} MB")
 
 batch = training.latest_batch()

@@ -57,7 +57,7 @@ with model_col:
 with train_col:
     st.markdown("**Training**")
     st.select_slider("batch_size", [4, 8, 12, 16, 24, 32, 48, 64], key=key("batch_size"), persist_state="session", bind="query-params")
-    st.select_slider("learning_rate (peak)", [1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 1e-1, 1.0],
+    st.select_slider("learning_rate (peak)", training.LEARNING_RATES,
                      key=key("learning_rate"), format_func=lambda v: f"{v:g}", persist_state="session", bind="query-params",
                      help="Warm-up, then cosine decay to a tenth of it. Too high and the loss explodes.")
     st.slider("iterations", 20, 5000, step=20, key=key("max_iters"), persist_state="session", bind="query-params")
@@ -140,6 +140,13 @@ def live_view():
 
 
 live_view()
+
+# outside the fragment: a click must redraw the whole page, which then shows the new run
+if run is not None and not active and run.trainer.status == "diverged" and len(batch) == 1:
+    lower = training.lower_rate(run.trainer.cfg.learning_rate)
+    if lower:
+        st.button(f"Train again at learning rate {lower:g}", key="train_retry", icon="🔁",
+                  on_click=training.retry_lower, args=(lower,))
 
 if run is not None and not active and run.trainer.status != "error":
     st.session_state.setdefault("train_save_name", free_name(f"{run.preset}-{corpus.split('.')[0]}",

@@ -147,6 +147,14 @@ def test_a_learning_rate_that_blows_up_stops_with_advice_and_keeps_the_model(tra
     assert at.sidebar.selectbox[0].value == f"run:{run.id}"  # the weights before the explosion: inspectable
     assert all(torch.isfinite(p).all() for p in run.trainer.model.parameters())
 
+    at.button(key="train_retry").click().run()  # one click: the same settings, the highest rate 3x lower
+    again = latest(at)
+    assert again is not run and again.trainer.cfg.learning_rate == 0.1
+    assert at.select_slider(key="train_learning_rate").value == 0.1
+    assert again.trainer.model.config == run.trainer.model.config  # LayerNorm still off
+    assert poll_until(at, lambda: again.trainer.done)
+    assert again.trainer.status == "finished", again.trainer.message
+
 
 @pytest.fixture
 def one_training_at_a_time(monkeypatch):

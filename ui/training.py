@@ -21,6 +21,7 @@ ERROR = "train_error"  # a message from the last Start click
 SAVED = "train_saved"  # ("ok" | "error", message) from the last Save click
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embd", "mlp", "residual", "layernorm")
 DEFAULT_PRESET = "gpt"
+LEARNING_RATES = [1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 1e-1, 1.0]  # the slider's stops
 ABANDON_AFTER_S = 120  # a run nobody has watched this long stops (a Wi-Fi blip is shorter)
 
 
@@ -137,6 +138,17 @@ def _new_runs(presets: list[str] | None):
 def start():
     """on_click of Train."""
     _new_runs(None)
+
+
+def lower_rate(lr: float) -> float | None:
+    """The slider's highest rate at least 3x below `lr`: what to try after a run blew up."""
+    return max((v for v in LEARNING_RATES if v <= lr / 3), default=None)
+
+
+def retry_lower(lr: float):
+    """on_click of 'Train again at ...': the same settings with that learning rate."""
+    st.session_state[key("learning_rate")] = lr
+    start()
 
 
 def start_ladder():

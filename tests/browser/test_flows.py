@@ -106,6 +106,26 @@ def test_training_draws_live_while_the_student_moves_sliders(page, server):
     screenshot(page, "attention-after-training")
 
 
+def test_a_run_that_blows_up_offers_a_lower_rate_in_one_click(page, server):
+    open_page(page, server, "train")
+    press(page, "n_layer (blocks)", "Home", "ArrowRight")  # 1 block
+    press(page, "n_embd (embedding width)", "Home", "ArrowRight")  # 32 wide
+    press(page, "iterations", "Home", *["ArrowRight"] * 9)  # 200 steps
+    press(page, "learning_rate (peak)", "End")  # 1.0
+    page.get_by_text("Switch parts of the model on and off").click()
+    page.get_by_text("LayerNorm", exact=True).click()  # without it a rate of 1 explodes
+    wait_idle(page)
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text(re.compile(r"learning rate \(1\) is probably too high")).wait_for(timeout=120_000)
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile("Train again at learning rate 0.1")).click()
+    page.get_by_text(re.compile(r"run 2: .*Finished 200 steps")).wait_for(timeout=120_000)
+    wait_idle(page)
+    assert slider(page, "learning_rate (peak)").get_attribute("aria-valuetext") == "0.1"
+    assert "🧪 run 2" in model_in_picker(page)
+    no_exception(page)
+
+
 def test_two_students_do_not_see_each_others_runs(browser, server, tmp_path):
     a, b = browser.new_context(), browser.new_context()
     try:

@@ -187,7 +187,6 @@ def _grad_accum(args, world_size: int) -> int:
 def _train_config(args, max_iters=None, world_size: int = 1):
     from .train import TrainConfig
 
-    lr = args.lr
     snapshots = None
     if args.snapshot_steps:
         try:
@@ -195,8 +194,8 @@ def _train_config(args, max_iters=None, world_size: int = 1):
         except ValueError:
             raise ConfigError(f"--snapshot-steps must be whole numbers separated by commas, not {args.snapshot_steps!r}.")
     return TrainConfig(max_iters=max_iters or args.iters, batch_size=args.batch_size,
-                       grad_accum_steps=_grad_accum(args, world_size), learning_rate=lr,
-                       min_lr=lr / 10, eval_interval=args.eval_interval, seed=args.seed, device=args.device,
+                       grad_accum_steps=_grad_accum(args, world_size), learning_rate=args.lr,
+                       eval_interval=args.eval_interval, seed=args.seed, device=args.device,
                        snapshot_steps=snapshots)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .train import Trainer
+from .train import Status, Trainer
 
 
 class JobQueue:
@@ -21,7 +21,7 @@ class JobQueue:
 
     def submit(self, trainer: Trainer) -> Trainer:
         """Start now if a slot is free, otherwise wait in line (trainer.status stays "queued")."""
-        trainer.status = "queued"
+        trainer.set_status(Status.QUEUED)
         trainer.on_finish = self._finished
         with self._lock:
             self._waiting.append(trainer)
@@ -40,8 +40,7 @@ class JobQueue:
             if waiting:
                 self._waiting.remove(trainer)
         if waiting:
-            trainer.status = "stopped"
-            trainer.message = "Cancelled before it started."
+            trainer.set_status(Status.STOPPED, "Cancelled before it started.")
         else:
             trainer.stop()
 
@@ -67,8 +66,8 @@ class JobQueue:
             while self._waiting and len(self._running) < self.max_running:
                 trainer = self._waiting.pop(0)
                 if trainer.unwatched():  # its student left while it waited: the slot goes to the next one
-                    trainer.status = "stopped"
-                    trainer.message = "Never started: the browser tab was closed while it waited in the queue."
+                    trainer.set_status(Status.STOPPED, "Never started: the browser tab was closed while it "
+                                                       "waited in the queue.")
                     continue
                 self._running.append(trainer)
                 to_start.append(trainer)

@@ -18,10 +18,12 @@ batch_size x grad_accum_steps x world_size windows of text.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -32,6 +34,8 @@ from .model import GPT, GPTConfig
 
 if TYPE_CHECKING:  # only for type hints
     from .data import TokenData
+
+log = logging.getLogger(__name__)
 
 # A loss this many times a random guess's, ln(vocab_size), means the weights have blown up even while it
 # is still finite (without LayerNorm a too-high rate reaches 500,000): stop as for NaN.
@@ -46,8 +50,8 @@ class TrainConfig:
     batch_size: int = 16  # windows per micro-batch (per process)
     grad_accum_steps: int = 1  # micro-batches per step; a step sees batch_size x grad_accum_steps x processes
     learning_rate: float = 5e-3
-    min_lr: float = 5e-4  # the cosine decay ends here
-    warmup_iters: int = 30
+    min_lr: float | None = None  # where the cosine decay ends; None: the recipe's learning_rate / 10
+    warmup_iters: int | None = None  # None: the recipe's min(30, max_iters // 10), at least 1
     weight_decay: float = 0.1
     beta2: float = 0.99  # nanoGPT's choice for small models that see few tokens per step
     grad_clip: float = 1.0  # 0 turns clipping off
@@ -57,6 +61,14 @@ class TrainConfig:
     device: str = "auto"
     snapshot_steps: list[int] | None = None  # None: log-spaced (0, 10, 30, 100, 300, ... and the end)
     sample_tokens: int = 120  # a short text sample at each evaluation; 0 turns it off
+
+    def __post_init__(self):
+        # The one training recipe (the app, the command line and the ladder all read it from here): decay to
+        # a tenth of the peak, and a warm-up that a short run leaves (a 20-step run warms up for 2 steps).
+        if self.min_lr is None:
+            self.min_lr = self.learning_rate / 10
+        if self.warmup_iters is None:
+            self.warmup_iters = min(30, max(1, self.max_iters // 10))
 
     def validate(self):
         if self.max_iters < 1:
@@ -105,6 +117,32 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+class Status(StrEnum):
+    """Where a run is. A StrEnum: it compares equal to its value ("running") and prints as it."""
+
+    READY = "ready"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    ERROR = "error"
+
+    @property
+    def done(self) -> bool:
+        return self in (Status.STOPPED, Status.FINISHED, Status.DIVERGED, Status.ERROR)
+
+
+def unexpected_failure(step: int, error: BaseException, kept_step: int | None) -> str:
+    """The student's message for a training that raised something other than a GptvizError."""
+    kept = f"the weights from step {kept_step} were kept" if kept_step is not None else "no weights were kept"
+    return (f"Training failed at step {step} with an unexpected error ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[0][:200] if str(error).strip() else 'no details'}); {kept}. "
+            "This is a fault of the server (for example, out of memory) or of gptviz, not of your settings: "
+            "try again, or with a smaller model or batch.")
+
+
 @dataclass
 class TrainEvent:
     kind: str  # "step", "eval", "snapshot" or "status"
@@ -119,6 +157,21 @@ def build_model(config: GPTConfig, seed: int) -> GPT:
     with _init_lock:
         torch.manual_seed(seed)
         return GPT(config)
+
+
+@dataclass
+class _Loop:
+    """What the training loop carries from one step to the next."""
+
+    train_model: torch.nn.Module  # DDP in a process group, else the model itself
+    optimizer: torch.optim.Optimizer
+    params: list  # listed once: model.parameters() walks every module
+    batch_gen: torch.Generator
+    tokens_per_step: int
+    blown_up: float  # a loss above this has exploded
+    start: float = 0.0
+    last: float = 0.0
+    stop_all: bool = False  # in a process group: some rank asked to stop (agreed at the last step)
 
 
 class Trainer:
@@ -147,7 +200,7 @@ class Trainer:
         self.history = {"step": [], "train_loss": [], "lr": [], "eval_step": [], "val_loss": [],
                         "eval_train_loss": [], "samples": []}
         self.events: list[TrainEvent] = []
-        self.status = "ready"  # ready, queued, running, paused, stopped, finished, diverged, error
+        self.status = Status.READY  # written only by set_status
         self.message = ""
         self.step = 0
         self.tokens_per_sec = 0.0
@@ -159,6 +212,8 @@ class Trainer:
         self.abandon_after_s = abandon_after_s
         self.last_seen = time.monotonic()
         self.abandoned = False
+        self._good_state: dict[str, torch.Tensor] | None = None  # weights to fall back on, and their step
+        self._good_step: int | None = None
         self._stop = threading.Event()
         self._running = threading.Event()  # cleared while paused
         self._running.set()
@@ -172,18 +227,23 @@ class Trainer:
         return self
 
     def pause(self):
-        if self.status == "running":
+        if self.status == Status.RUNNING:
             self._running.clear()
-            self._set_status("paused")
+            self.set_status(Status.PAUSED)
 
     def resume(self):
-        if self.status == "paused":
-            self._set_status("running")
+        if self.status == Status.PAUSED:
+            self.set_status(Status.RUNNING)
             self._running.set()
 
     def stop(self):
         self._stop.set()
         self._running.set()  # a paused loop must wake up to notice
+
+    def abandon(self):
+        """Stop as a run nobody watches (its watcher may live in another process)."""
+        self.abandoned = True
+        self.stop()
 
     def heartbeat(self):
         self.last_seen = time.monotonic()
@@ -202,110 +262,149 @@ class Trainer:
 
     @property
     def done(self) -> bool:
-        return self.status in ("stopped", "finished", "diverged", "error")
+        return Status(self.status).done
+
+    def set_status(self, status: Status, message: str | None = None):
+        """The one place a run's status changes: every change is an event that watchers see."""
+        if message is not None:
+            self.message = message
+        self.status = Status(status)
+        self._emit("status", self.step, status=str(self.status), message=self.message)
 
     # --- the loop ---------------------------------------------------------------
 
     def run(self) -> GPT:
         """Train in the calling thread; returns the model (raises TrainingError on divergence)."""
         self._run_safely()
-        if self.status == "diverged":
+        if self.status == Status.DIVERGED:
             raise TrainingError(self.message)
-        if self.status == "error":
+        if self.status == Status.ERROR:
             raise GptvizError(self.message)
         return self.model
 
     def _run_safely(self):
+        """Train; whatever goes wrong ends the run as `error` with its last good weights, never as a
+        run that looks alive forever."""
         try:
             self._loop()
-        except GptvizError as e:  # a message for the student; anything else is a bug
-            self.message = str(e)
-            self._set_status("error")
+        except GptvizError as e:  # a message for the student
+            self._fail(str(e))
+        except Exception as e:  # a bug, or the machine (out of memory): the server's log gets the traceback
+            log.exception("training failed at step %d", self.step)
+            self._fail(unexpected_failure(self.step, e, self._good_step))
         finally:
             if self.on_finish is not None:
                 self.on_finish(self)
 
+    def _fail(self, message: str):
+        if self._good_state is not None:
+            self.model.load_state_dict(self._good_state)
+        self.model.eval()
+        self.set_status(Status.ERROR, message)
+
     def _loop(self):
-        cfg, model = self.cfg, self.model
-        block_size = model.config.block_size
-        # Each rank draws its own batches (rank 0, like a single process, from `seed`).
-        batch_gen = torch.Generator().manual_seed(cfg.seed + self.rank)
-        train_model = self._wrap(model)  # DDP in a process group, else the model itself
-        optimizer = make_optimizer(model, cfg, self.device)
-        params = list(model.parameters())  # listed once: model.parameters() walks every module
-        good_state = _copy_state(model)
-        good_step = 0
-        blown_up = BLOWN_UP * math.log(model.config.vocab_size)
-        self._set_status("running")
-        start = last = time.perf_counter()
-        tokens_per_step = cfg.batch_size * block_size * cfg.grad_accum_steps * self.world_size
-        stop_all = False  # in a process group: some rank asked to stop (agreed at the last step)
-        for step in range(cfg.max_iters + 1):
+        loop = self._begin()
+        for step in range(self.cfg.max_iters + 1):
             self.step = step
             if self.is_main:
-                if step in self.snapshot_steps:
-                    self._snapshot(step)
-                if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                    self._evaluate(step)
-            if step == cfg.max_iters or stop_all or (not self.distributed and self._should_stop()):
+                self._observe(step)
+            if step == self.cfg.max_iters or loop.stop_all or (not self.distributed and self._should_stop()):
                 break
-            if not self._running.is_set():
-                paused_at = time.perf_counter()
-                while not self._running.wait(timeout=1.0) and not self._should_stop():
-                    pass
-                start += time.perf_counter() - paused_at  # paused time does not count
-                last = time.perf_counter()
-                if self._should_stop() and not self.distributed:  # ranks stop together, after this step
-                    break
-
+            if not self._wait_while_paused(loop):
+                break
+            lr = lr_at(step, self.cfg)
             step_start = time.perf_counter()
-            lr = lr_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if not model.training:  # evaluation switched it off (train() walks every module: not each step)
-                model.train()
-            loss_value = self._gradients(train_model, optimizer, batch_gen, block_size)
-            if self.distributed:
-                # One small all-reduce per step: the loss averaged over all ranks (for the log), and whether
-                # any rank wants to stop. Every rank sees the same numbers, so all of them take the same
-                # branch below and nobody waits forever in a collective the others left.
-                loss_sum, stops = distributed.all_reduce_sum([loss_value, float(self._should_stop())],
-                                                             self.device)
-                loss_value, stop_all = loss_sum / self.world_size, stops > 0
-            if not math.isfinite(loss_value) or loss_value > blown_up:
-                return self._diverged(step, loss_value, good_state, good_step)
-            if step % 25 == 0 and step:  # weights whose loss was just fine: to fall back on if it explodes
-                good_state, good_step = _copy_state(model), step
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
+            loss = self._train_step(step, lr, loop)
+            if loss is None:  # diverged: the run has ended
+                return
+            self._record(step, loss, lr, step_start, loop)
+        self._finish(loop)
 
-            now = time.perf_counter()
-            self.train_s += now - step_start
-            self.elapsed_s = now - start
-            self.tokens_per_sec = 0.9 * self.tokens_per_sec + 0.1 * tokens_per_step / max(now - last, 1e-9) \
-                if step else tokens_per_step / max(now - last, 1e-9)
-            last = now
-            self.eta_s = (cfg.max_iters - step - 1) * tokens_per_step / max(self.tokens_per_sec, 1e-9)
-            self.history["step"].append(step)
-            self.history["train_loss"].append(loss_value)
-            self.history["lr"].append(lr)
-            self._emit("step", step, train_loss=loss_value, lr=lr, tokens_per_sec=self.tokens_per_sec,
-                       eta_s=self.eta_s, elapsed_s=self.elapsed_s)
+    def _begin(self) -> _Loop:
+        cfg, model = self.cfg, self.model
+        loop = _Loop(
+            train_model=self._wrap(model),
+            optimizer=make_optimizer(model, cfg, self.device),
+            params=list(model.parameters()),
+            # Each rank draws its own batches (rank 0, like a single process, from `seed`).
+            batch_gen=torch.Generator().manual_seed(cfg.seed + self.rank),
+            tokens_per_step=cfg.batch_size * model.config.block_size * cfg.grad_accum_steps * self.world_size,
+            blown_up=BLOWN_UP * math.log(model.config.vocab_size),
+        )
+        self._good_state, self._good_step = _copy_state(model), 0
+        self.set_status(Status.RUNNING)
+        loop.start = loop.last = time.perf_counter()
+        return loop
 
-        self.elapsed_s = time.perf_counter() - start
+    def _observe(self, step: int):
+        """Snapshots and evaluations (the main rank only)."""
+        if step in self.snapshot_steps:
+            self._snapshot(step)
+        if step % self.cfg.eval_interval == 0 or step == self.cfg.max_iters:
+            self._evaluate(step)
+
+    def _wait_while_paused(self, loop: _Loop) -> bool:
+        """Block while paused; False when the run should stop instead of going on."""
+        if self._running.is_set():
+            return True
+        paused_at = time.perf_counter()
+        while not self._running.wait(timeout=1.0) and not self._should_stop():
+            pass
+        loop.start += time.perf_counter() - paused_at  # paused time does not count
+        loop.last = time.perf_counter()
+        return not (self._should_stop() and not self.distributed)  # ranks stop together, after this step
+
+    def _train_step(self, step: int, lr: float, loop: _Loop) -> float | None:
+        """One optimizer step; returns its loss, or None when the loss blew up (the run is then over)."""
+        model = self.model
+        for group in loop.optimizer.param_groups:
+            group["lr"] = lr
+        if not model.training:  # evaluation switched it off (train() walks every module: not each step)
+            model.train()
+        loss = self._gradients(loop.train_model, loop.optimizer, loop.batch_gen, model.config.block_size)
+        if self.distributed:
+            # One small all-reduce per step: the loss averaged over all ranks (for the log), and whether
+            # any rank wants to stop. Every rank sees the same numbers, so all of them take the same
+            # branch below and nobody waits forever in a collective the others left.
+            loss_sum, stops = distributed.all_reduce_sum([loss, float(self._should_stop())], self.device)
+            loss, loop.stop_all = loss_sum / self.world_size, stops > 0
+        if not math.isfinite(loss) or loss > loop.blown_up:
+            self._diverged(step, loss)
+            return None
+        if step % 25 == 0 and step:  # weights whose loss was just fine: to fall back on if it explodes
+            self._good_state, self._good_step = _copy_state(model), step
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(loop.params, self.cfg.grad_clip)
+        loop.optimizer.step()
+        return loss
+
+    def _record(self, step: int, loss: float, lr: float, step_start: float, loop: _Loop):
+        """Speed, time left and the loss curve after one step."""
+        now = time.perf_counter()
+        self.train_s += now - step_start
+        self.elapsed_s = now - loop.start
+        rate = loop.tokens_per_step / max(now - loop.last, 1e-9)
+        self.tokens_per_sec = 0.9 * self.tokens_per_sec + 0.1 * rate if step else rate
+        loop.last = now
+        self.eta_s = (self.cfg.max_iters - step - 1) * loop.tokens_per_step / max(self.tokens_per_sec, 1e-9)
+        self.history["step"].append(step)
+        self.history["train_loss"].append(loss)
+        self.history["lr"].append(lr)
+        self._emit("step", step, train_loss=loss, lr=lr, tokens_per_sec=self.tokens_per_sec,
+                   eta_s=self.eta_s, elapsed_s=self.elapsed_s)
+
+    def _finish(self, loop: _Loop):
+        self.elapsed_s = time.perf_counter() - loop.start
         self.eta_s = 0.0
-        model.eval()
+        self.model.eval()
         if self.abandoned:
-            self.message = (f"Stopped at step {self.step}: nobody watched for {self.abandon_after_s:.0f} s "
-                            "(the browser tab was closed). The weights trained so far are kept.")
-            self._set_status("stopped")
-        elif self._stop.is_set() or stop_all:  # stop_all: another rank asked to stop
-            self.message = f"Stopped at step {self.step}; the weights trained so far are kept."
-            self._set_status("stopped")
+            self.set_status(Status.STOPPED, f"Stopped at step {self.step}: nobody watched for "
+                            f"{self.abandon_after_s or 0:.0f} s (the browser tab was closed). The weights trained "
+                            "so far are kept.")
+        elif self._stop.is_set() or loop.stop_all:  # stop_all: another rank asked to stop
+            self.set_status(Status.STOPPED, f"Stopped at step {self.step}; the weights trained so far are kept.")
         else:
-            self.message = f"Finished {cfg.max_iters} steps in {self.elapsed_s:.1f} s."
-            self._set_status("finished")
+            self.set_status(Status.FINISHED, f"Finished {self.cfg.max_iters} steps in {self.elapsed_s:.1f} s.")
 
     def _gradients(self, train_model, optimizer, batch_gen: torch.Generator, block_size: int) -> float:
         """Fill the gradients for one step from grad_accum_steps micro-batches; returns their mean loss.
@@ -340,20 +439,19 @@ class Trainer:
         torch.manual_seed(self.cfg.seed + self.rank)
         return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
-    def _diverged(self, step: int, loss: float, good_state: dict, good_step: int):
-        self.model.load_state_dict(good_state)
+    def _diverged(self, step: int, loss: float):
+        self.model.load_state_dict(self._good_state)
         self.model.eval()
         guess = math.log(self.model.config.vocab_size)
         what = (f"The loss became {'NaN (not a number)' if math.isnan(loss) else 'infinite'} at step {step}"
                 if not math.isfinite(loss) else
                 f"The loss shot up to {loss:,.0f} at step {step}, more than {BLOWN_UP} times a random guess "
                 f"({guess:.2f})")
-        self.message = (
+        self.set_status(Status.DIVERGED, (
             f"{what}: the learning rate ({self.cfg.learning_rate:g}) is probably too high. Training stopped "
-            f"and the weights from step {good_step} were kept. Try a learning rate about 3x lower "
+            f"and the weights from step {self._good_step} were kept. Try a learning rate about 3x lower "
             f"(such as {self.cfg.learning_rate / 3:.1g})."
-        )
-        self._set_status("diverged")
+        ))
 
     @torch.no_grad()
     def _evaluate(self, step: int):
@@ -392,10 +490,6 @@ class Trainer:
         # half precision: snapshots are for looking at, and there may be many of them
         self.snapshots[step] = {k: v.detach().to("cpu", torch.float16) for k, v in self.model.state_dict().items()}
         self._emit("snapshot", step)
-
-    def _set_status(self, status: str):
-        self.status = status
-        self._emit("status", self.step, status=status, message=self.message)
 
     def _emit(self, kind: str, step: int, **data):
         event = TrainEvent(kind, step, data)

@@ -1,7 +1,7 @@
 import time
 
 from gptviz.jobs import JobQueue
-from gptviz.train import TrainConfig, Trainer
+from gptviz.train import Status, TrainConfig, Trainer
 
 
 def long_run(config, data):
@@ -60,3 +60,17 @@ def test_a_job_whose_student_left_while_it_waited_never_starts(small_config, sha
     assert left.step == 0 and left.history["eval_step"] == [] and not left.snapshots
     watched.stop()
     watched.join(10)
+
+
+def test_the_queue_changes_status_through_the_trainers_setter(small_config, shakespeare_char):
+    queue = JobQueue(max_running=1)
+    first = queue.submit(long_run(small_config, shakespeare_char))
+    second = queue.submit(long_run(small_config, shakespeare_char))
+    queue.cancel(second)
+    statuses = [e.data for e in second.events if e.kind == "status"]
+    assert statuses == [{"status": "queued", "message": ""},
+                        {"status": "stopped", "message": "Cancelled before it started."}]
+    assert second.status is Status.STOPPED and second.done
+    queue.cancel(first)
+    first.join(10)
+    assert [e.data["status"] for e in first.events if e.kind == "status"][-1] == "stopped"

@@ -174,3 +174,53 @@ def test_a_paused_run_nobody_watches_stops_too(small_config, shakespeare_char):
     trainer.pause()
     trainer.join(30)
     assert trainer.status == "stopped" and trainer.abandoned
+
+
+def test_one_recipe_short_runs_leave_their_warm_up():
+    short = TrainConfig(max_iters=20, learning_rate=1e-2)
+    assert short.min_lr == pytest.approx(1e-3) and short.warmup_iters == 2
+    assert lr_at(1, short) == pytest.approx(1e-2)  # warmed up after 2 of 20 steps
+    assert lr_at(19, short) < 2e-3  # and decayed to near a tenth by the end
+    default = TrainConfig()
+    assert default.min_lr == pytest.approx(default.learning_rate / 10) and default.warmup_iters == 30
+    assert TrainConfig(max_iters=5).warmup_iters == 1
+    assert TrainConfig(min_lr=0.0, warmup_iters=7).min_lr == 0.0  # explicit values win
+
+
+def test_the_command_line_uses_the_same_recipe():
+    from gptviz import cli
+
+    args = cli.build_parser().parse_args(["train", "--iters", "20", "--lr", "0.01"])
+    cfg = cli._train_config(args)
+    assert (cfg.min_lr, cfg.warmup_iters) == (TrainConfig(max_iters=20, learning_rate=0.01).min_lr, 2)
+
+
+def poisoned(vocab_size_extra: int = 3, every: int = 5000) -> TokenData:
+    """Real text with a few token ids the model has no embedding for: torch's embedding raises an
+    IndexError at whichever step first draws one of them (not a GptvizError: a real, unexpected failure)."""
+    from gptviz.data import corpus_text
+
+    data = TokenData.from_text(corpus_text("tinyshakespeare")[:60_000], "char")
+    data.train[every::every] = data.tokenizer.vocab_size + vocab_size_extra
+    return data
+
+
+def test_an_unexpected_error_ends_the_run_as_error_with_good_weights_and_a_logged_traceback(caplog):
+    import logging
+
+    data = poisoned()
+    config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    trainer = Trainer(config, quick(max_iters=5000, eval_interval=5000, eval_iters=1, sample_tokens=0), data)
+    events = []
+    trainer.on_event = events.append
+    with caplog.at_level(logging.ERROR, logger="gptviz.train"), pytest.raises(Exception) as raised:
+        trainer.run()
+    assert type(raised.value).__name__ == "GptvizError"  # the student's message, not the IndexError
+    assert trainer.status == "error" and trainer.done and 0 < trainer.step < 5000
+    assert "IndexError" in trainer.message and "not of your settings" in trainer.message
+    kept = trainer._good_step
+    assert f"weights from step {kept} were kept" in trainer.message and kept <= trainer.step
+    assert [e.data["status"] for e in events if e.kind == "status"] == ["running", "error"]
+    assert any(r.exc_info and r.exc_info[0] is IndexError for r in caplog.records)  # the traceback is logged
+    x, y = data.get_batch("val", 4, 16)  # only the training split is poisoned
+    assert math.isfinite(trainer.model(x, y)[1].item())  # the kept weights still work

@@ -73,11 +73,9 @@ def model_config(vocab_size: int) -> GPTConfig:
 
 
 def train_config() -> TrainConfig:
-    lr = st.session_state[key("learning_rate")]
     iters = st.session_state[key("max_iters")]
-    return TrainConfig(max_iters=iters, batch_size=st.session_state[key("batch_size")], learning_rate=lr,
-                       min_lr=lr / 10, warmup_iters=min(30, max(1, iters // 10)),
-                       eval_interval=min(st.session_state[key("eval_interval")], iters),
+    return TrainConfig(max_iters=iters, batch_size=st.session_state[key("batch_size")],
+                       learning_rate=st.session_state[key("learning_rate")], eval_interval=min(st.session_state[key("eval_interval")], iters),
                        seed=int(st.session_state[key("seed")]))
 
 

@@ -177,17 +177,18 @@ def logit_lens_table(model: GPT, cache: dict, tokenizer: Tokenizer, position: in
 
 
 @torch.no_grad()
-def head_ablation_effect(model: GPT, idx: torch.Tensor, layer: int, head: int, targets=None) -> dict:
-    """How the next-token prediction (last position of batch 0) changes when one head is silenced.
+def ablation_effect(model: GPT, idx: torch.Tensor, heads: list[tuple[int, int]], targets=None) -> dict:
+    """How the next-token prediction (last position of batch 0) changes when some heads are silenced.
 
-    Returns probs_before / probs_after (vocab,), their KL divergence KL(before || after) in nats,
-    and loss_before / loss_after over the whole batch when targets are given (else None).
+    heads: [(layer, head), ...]. Returns probs_before / probs_after (vocab,), their KL divergence
+    KL(before || after) in nats, and loss_before / loss_after over the whole batch when targets are
+    given (else None).
     """
     was_training = model.training
     model.eval()  # dropout would make before and after differ by chance
     try:
         logits, loss = model(idx, targets)
-        with model.ablate_heads([(layer, head)]):
+        with model.ablate_heads(list(heads)):
             logits_ab, loss_ab = model(idx, targets)
     finally:
         model.train(was_training)
@@ -201,6 +202,16 @@ def head_ablation_effect(model: GPT, idx: torch.Tensor, layer: int, head: int, t
         "loss_before": None if loss is None else float(loss),
         "loss_after": None if loss_ab is None else float(loss_ab),
     }
+
+
+def head_ablation_effect(model: GPT, idx: torch.Tensor, layer: int, head: int, targets=None) -> dict:
+    """ablation_effect for one head."""
+    return ablation_effect(model, idx, [(layer, head)], targets)
+
+
+def prompt_targets(ids: list[int]) -> torch.Tensor | None:
+    """Targets for the loss on a prompt itself: each token predicts the next; the last has none (-100)."""
+    return torch.tensor([ids[1:] + [-100]]) if len(ids) > 1 else None
 
 
 def loss_hints(history: dict, vocab_size: int, warmup_iters: int = 0) -> list[str]:

@@ -9,29 +9,97 @@ the job says it should (TransformerLens's detectors, same definitions).
 Previous-token and first-token heads are measured on real text (when `tokens` is given); duplicate-token
 and induction heads on random tokens repeated twice, where copying is the only way to predict the second
 half, so a head that does it cannot be explained by the statistics of a language.
+
+A new detector is one `register(Detector(...))` call with a `targets` mask builder: the scores, the badges
+and the Attention page's list and table all read REGISTRY.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from .errors import ConfigError
 from .model import GPT
 
-# Ordered as the lecture meets them: position-based jobs first, then the two that read the content.
-DETECTORS: dict[str, str] = {
-    "previous_token": "looks at the token just before the current one — "
-                      "how a model keeps track of what came right before",
-    "first_token": "looks at the very first token (an 'attention sink') — "
-                   "a place to park attention when nothing else in the prompt is useful",
-    "duplicate_token": "looks at earlier copies of the current token — "
-                       "how a model notices that a token has already appeared in the prompt",
-    "induction": "looks at the token that came after the previous occurrence of the current token — "
-                 "how a model continues a pattern it has seen earlier in the prompt",
-}
-BADGES: dict[str, str] = {"previous_token": "prev", "first_token": "sink", "duplicate_token": "dup",
-                          "induction": "induction"}
+
+@dataclass(frozen=True)
+class Detector:
+    """One job a head can do: where each query should look, and how to talk about it.
+
+    targets(idx) gives a (B, T, T) bool mask of the keys each query should attend to for this job;
+    the score is the attention that lands there, averaged over the queries that have a target.
+    """
+
+    name: str
+    badge: str  # the short tag on the attention grid
+    caption: str  # one line for students
+    reads: str  # "text" (the model's own text) or "repeated" (random tokens repeated twice)
+    targets: Callable[[torch.Tensor], torch.Tensor]
+
+
+REGISTRY: dict[str, Detector] = {}  # in the order the lecture meets them: position-based jobs first
+READS = {"text": "on the model's own training text", "repeated": "on random tokens repeated twice"}
+
+
+def register(detector: Detector) -> Detector:
+    REGISTRY[detector.name] = detector
+    return detector
+
+
+def _previous(idx: torch.Tensor) -> torch.Tensor:
+    B, T = idx.shape
+    return torch.diag(torch.ones(T - 1, dtype=torch.bool), -1).expand(B, T, T)  # [i, i - 1]
+
+
+def _first(idx: torch.Tensor) -> torch.Tensor:
+    B, T = idx.shape
+    mask = torch.zeros(T, T, dtype=torch.bool)
+    mask[1:, 0] = True  # row 0 can only look at position 0: it tells nothing
+    return mask.expand(B, T, T)
+
+
+def _duplicate(idx: torch.Tensor) -> torch.Tensor:
+    T = idx.shape[1]
+    earlier = torch.ones(T, T, dtype=torch.bool).tril(diagonal=-1)
+    return (idx[:, :, None] == idx[:, None, :]) & earlier  # the key is an earlier copy of the query
+
+
+def _induction(idx: torch.Tensor) -> torch.Tensor:
+    """On [r_0..r_{n-1}, r_0..r_{n-1}]: query n + i looks at i + 1, the token after its first copy."""
+    B, T = idx.shape
+    n = T // 2
+    mask = torch.zeros(T, T, dtype=torch.bool)
+    mask[torch.arange(n, 2 * n), torch.arange(1, n + 1)] = True
+    return mask.expand(B, T, T)
+
+
+register(Detector("previous_token", "prev", "looks at the token just before the current one — "
+                  "how a model keeps track of what came right before", "text", _previous))
+register(Detector("first_token", "sink", "looks at the very first token (an 'attention sink') — "
+                  "a place to park attention when nothing else in the prompt is useful", "text", _first))
+register(Detector("duplicate_token", "dup", "looks at earlier copies of the current token — "
+                  "how a model notices that a token has already appeared in the prompt", "repeated", _duplicate))
+register(Detector("induction", "induction", "looks at the token that came after the previous occurrence of the "
+                  "current token — how a model continues a pattern it has seen earlier in the prompt", "repeated",
+                  _induction))
+
+# Read-only views of the registry, for pages and tests.
+DETECTORS: dict[str, str] = {name: d.caption for name, d in REGISTRY.items()}
+BADGES: dict[str, str] = {name: d.badge for name, d in REGISTRY.items()}
 DEFAULT_THRESHOLD = 0.4
+
+
+def measured_on() -> str:
+    """'previous_token and first_token on ...; duplicate_token and induction on ...' for a caption."""
+    parts = []
+    for reads, where in READS.items():
+        names = [d.badge for d in REGISTRY.values() if d.reads == reads]
+        if names:
+            parts.append(f"{' and '.join(names)} {where}")
+    return "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -79,36 +147,20 @@ def _patterns(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- scores of one layer
-# Each takes a pattern (B, n_head, T, T) and returns (n_head,): attention averaged over batch and queries.
 
 
-def previous_token_score(pattern: torch.Tensor) -> torch.Tensor:
-    """Mean attention from position i to i - 1, over i >= 1."""
-    return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, -1))  # entries [i + 1, i]
-
-
-def first_token_score(pattern: torch.Tensor) -> torch.Tensor:
-    """Mean attention to position 0, over i >= 1 (row 0 can only look at position 0: no information)."""
-    return pattern[:, :, 1:, 0].mean(dim=(0, -1))
+def score(pattern: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(n_head,): attention landing on targets (B, T, T), averaged over batch and the queries that have one."""
+    has_target = targets.any(dim=-1)  # (B, T)
+    if not has_target.any():
+        raise ConfigError("These sequences give no query anything to look for (e.g. no token repeats).")
+    mass = (pattern * targets[:, None]).sum(dim=-1)  # (B, n_head, T)
+    return (mass * has_target[:, None]).sum(dim=(0, 2)) / has_target.sum()
 
 
 def duplicate_token_score(pattern: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Mean attention to earlier copies of the current token, over the queries that have one."""
-    T = idx.shape[1]
-    earlier = torch.ones(T, T, dtype=torch.bool).tril(diagonal=-1)
-    same = (idx[:, :, None] == idx[:, None, :]) & earlier  # (B, T, T): key is an earlier copy of the query
-    has_copy = same.any(dim=-1)  # (B, T)
-    if not has_copy.any():
-        raise ConfigError("The duplicate-token score needs sequences in which some token repeats.")
-    mass = (pattern * same[:, None]).sum(dim=-1)  # (B, n_head, T)
-    return (mass * has_copy[:, None]).sum(dim=(0, 2)) / has_copy.sum()
-
-
-def induction_score(pattern: torch.Tensor) -> torch.Tensor:
-    """On [r_0..r_{n-1}, r_0..r_{n-1}]: mean attention from n + i to i + 1, over the second half."""
-    n = pattern.shape[-1] // 2
-    # the diagonal at offset 1 - n holds entries [n - 1 + j, j]; from j = 1 on they are [n + i, i + 1]
-    return pattern.diagonal(offset=1 - n, dim1=-2, dim2=-1)[..., 1:].mean(dim=(0, -1))
+    return score(pattern, _duplicate(idx))
 
 
 # ----------------------------------------------------------------------------- the whole model
@@ -126,7 +178,7 @@ def head_scores(model: GPT, tokens: torch.Tensor | None = None, seq_len: int | N
     """
     cfg = model.config
     if cfg.n_layer == 0:  # a bigram model has no heads
-        return {name: torch.zeros(0, 0) for name in DETECTORS}
+        return {name: torch.zeros(0, 0) for name in REGISTRY}
     seq_len = cfg.block_size // 2 if seq_len is None else seq_len
     if not 2 <= seq_len <= cfg.block_size // 2:
         raise ConfigError(
@@ -147,14 +199,14 @@ def head_scores(model: GPT, tokens: torch.Tensor | None = None, seq_len: int | N
 
     rep_patterns = _patterns(model, repeated)
     text_patterns = _patterns(model, text) if has_text else rep_patterns
-    scores = {
-        "previous_token": [previous_token_score(p) for p in text_patterns],
-        "first_token": [first_token_score(p) for p in text_patterns],
-        "duplicate_token": [duplicate_token_score(p, repeated) for p in rep_patterns],
-        "induction": [induction_score(p) for p in rep_patterns],
-    }
-    # attention rows sum to 1, so every score is in [0, 1] up to rounding
-    return {name: torch.stack(rows).clamp(0.0, 1.0) for name, rows in scores.items()}
+    inputs = {"text": (text, text_patterns), "repeated": (repeated, rep_patterns)}
+    scores = {}
+    for name, detector in REGISTRY.items():
+        idx, patterns = inputs[detector.reads]
+        targets = detector.targets(idx)
+        # attention rows sum to 1, so every score is in [0, 1] up to rounding
+        scores[name] = torch.stack([score(p, targets) for p in patterns]).clamp(0.0, 1.0)
+    return scores
 
 
 def label_heads(scores: dict[str, torch.Tensor], threshold: float = DEFAULT_THRESHOLD,
@@ -163,7 +215,7 @@ def label_heads(scores: dict[str, torch.Tensor], threshold: float = DEFAULT_THRE
 
     At most max_badges badges per head, strongest first; heads that do nothing recognisable are left out.
     """
-    names = [name for name in DETECTORS if name in scores]
+    names = [name for name in REGISTRY if name in scores]
     if not names:
         return {}
     n_layer, n_head = scores[names[0]].shape

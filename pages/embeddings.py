@@ -1,3 +1,5 @@
+"""Embeddings: tokens as points (PCA), position similarity, and a token's nearest neighbours."""
+
 import html
 from collections import OrderedDict
 
@@ -5,15 +7,8 @@ import streamlit as st
 
 from gptviz import analysis, viz
 from gptviz.data import CORPORA, corpus_text
-from ui import models, timeline
-from ui.common import intro
+from ui.common import inspected, intro, keep
 from ui.entry import require_app
-
-require_app()
-st.title("Embeddings")
-intro("The model's first step turns every token into a vector it learned, and every position into another one. "
-      "Squashed to 2 or 3 dimensions, tokens the model uses alike end up close together: look for vowels, "
-      "capitals and punctuation in their own corners, then ask which tokens are a letter's nearest neighbours.")
 
 # Keys of this page's widgets and state (all start with "embeddings_").
 DIMS, COLOUR, TOP_N = "embeddings_dims", "embeddings_colour", "embeddings_top_n"
@@ -22,59 +17,36 @@ COUNTS = "embeddings_counts"  # (corpus, tokenizer, vocab) -> token counts, this
 BIG_VOCAB = 1000  # above this many tokens, only a subset is plotted
 COLOURS = {"class": "kind of character", "frequency": "frequency in the training text"}
 
-# The one place the model is chosen: every view below reads `model` and `tok` from `entry`.
-entry = models.current()
-if entry is None:
-    st.stop()
-entry = timeline.pick(entry, page="embeddings")
-model, tok = entry.model, entry.tokenizer
-wte = model.wte.weight.detach()
-vocab = wte.shape[0]
+
+def header():
+    st.title("Embeddings")
+    intro("The model's first step turns every token into a vector it learned, and every position into another one. "
+          "Squashed to 2 or 3 dimensions, tokens the model uses alike end up close together: look for vowels, "
+          "capitals and punctuation in their own corners, then ask which tokens are a letter's nearest neighbours.")
 
 
-def _keep(key, valid, default):
-    """Put a valid value in a widget's state before the widget is drawn (its options depend on the model)."""
-    if key not in st.session_state or not valid(st.session_state[key]):
-        st.session_state[key] = default
-
-
-def corpus_counts():
+def corpus_counts(entry, vocab):
     """How often each token occurs in the model's training text, or None when that text is not bundled."""
     if entry.corpus not in CORPORA:
         return None
     memo: OrderedDict = st.session_state.setdefault(COUNTS, OrderedDict())
-    key = (entry.corpus, id(tok), vocab)
+    key = (entry.corpus, id(entry.tokenizer), vocab)
     if key not in memo:
         with st.spinner(f"Counting the tokens of {entry.corpus}…"):
-            memo[key] = analysis.token_counts(tok.encode(corpus_text(entry.corpus)), vocab)
+            memo[key] = analysis.token_counts(entry.tokenizer.encode(corpus_text(entry.corpus)), vocab)
         while len(memo) > 4:
             memo.popitem(last=False)
     memo.move_to_end(key)
     return memo[key]
 
 
-counts = corpus_counts()
-
-# ----------------------------------------------------------------------------- tokens as points
-
-st.subheader("Token embeddings")
-c1, c2, c3 = st.columns([1, 2, 1])
-st.session_state.setdefault(DIMS, 2)
-dims = c1.radio("Projection", [2, 3], format_func=lambda k: f"{k}-D", key=DIMS, persist_state="session",
-                horizontal=True, help="PCA keeps the directions along which the embeddings differ most.")
-if counts is not None:
-    st.session_state.setdefault(COLOUR, "class")
-    colour = c2.radio("Colour by", list(COLOURS), format_func=COLOURS.get, key=COLOUR, persist_state="session",
-                      horizontal=True)
-else:
-    colour = "class"
-    c2.caption(f"Coloured by kind of character: this model's training text ({entry.corpus or 'unknown'}) is not "
-               "a bundled corpus, so its token frequencies are not known here.")
-
-if vocab > BIG_VOCAB:
-    _keep(TOP_N, lambda v: isinstance(v, int) and 100 <= v <= min(vocab, 5000), 500)
-    top_n = c3.slider("Tokens to plot", 100, min(vocab, 5000), step=100, key=TOP_N, persist_state="session",
-                      help="Thousands of points hide each other: the plot shows a part of the vocabulary.")
+def plotted_tokens(entry, vocab, counts, column) -> list[int]:
+    """Every token of a small vocabulary; a slider's worth of the most frequent ones of a big one."""
+    if vocab <= BIG_VOCAB:
+        return list(range(vocab))
+    keep(TOP_N, lambda v: isinstance(v, int) and 100 <= v <= min(vocab, 5000), 500)
+    top_n = column.slider("Tokens to plot", 100, min(vocab, 5000), step=100, key=TOP_N, persist_state="session",
+                          help="Thousands of points hide each other: the plot shows a part of the vocabulary.")
     shown = [] if counts is None else [i for i, _ in analysis.top_tokens(counts, top_n)]
     if shown:
         subset_note = f"the {len(shown)} most frequent tokens in {entry.corpus}"
@@ -82,54 +54,89 @@ if vocab > BIG_VOCAB:
         shown = list(range(top_n))
         subset_note = f"the first {top_n} token ids"
     st.caption(f"This vocabulary has {vocab:,} tokens; the plot shows {subset_note} (PCA of those tokens only).")
-else:
-    shown = list(range(vocab))
+    return shown
 
-labels = [tok.label(i) for i in shown]
-coords, explained = analysis.pca(wte[shown], k=dims)
-if colour == "frequency":
-    colour_by, colour_title = counts[shown].tolist(), "count"
-else:
-    colour_by, colour_title = [analysis.char_class(label) for label in labels], "class"
-fig = viz.embedding_scatter(coords, labels, colour_by, explained=explained, ids=shown, colour_title=colour_title,
-                            title=f"{len(shown)} token embeddings ({wte.shape[1]} numbers each), {dims}-D PCA")
-st.plotly_chart(fig, theme=None, width="stretch", key="embeddings_tokens_chart")
-shares = [f"{100 * float(r):.0f}%" for r in explained]
-st.caption(f"The {dims} axes keep {100 * float(explained.sum()):.0f}% of the embeddings' variance "
-           f"({' + '.join(shares)}); the rest is squashed flat, so two points can look close and still differ. "
-           "Hover a point for its token.")
 
-# ----------------------------------------------------------------------------- positions and neighbours
+def token_points(entry, wte, counts) -> list[int]:
+    """The token scatter with its projection and colour pickers; returns the ids plotted."""
+    st.subheader("Token embeddings")
+    tok, vocab = entry.tokenizer, wte.shape[0]
+    c1, c2, c3 = st.columns([1, 2, 1])
+    st.session_state.setdefault(DIMS, 2)
+    dims = c1.radio("Projection", [2, 3], format_func=lambda k: f"{k}-D", key=DIMS, persist_state="session",
+                    horizontal=True, help="PCA keeps the directions along which the embeddings differ most.")
+    if counts is not None:
+        st.session_state.setdefault(COLOUR, "class")
+        colour = c2.radio("Colour by", list(COLOURS), format_func=COLOURS.get, key=COLOUR, persist_state="session",
+                          horizontal=True)
+    else:
+        colour = "class"
+        c2.caption(f"Coloured by kind of character: this model's training text ({entry.corpus or 'unknown'}) is not "
+                   "a bundled corpus, so its token frequencies are not known here.")
+    shown = plotted_tokens(entry, vocab, counts, c3)
 
-left, right = st.columns(2)
-with left:
+    labels = [tok.label(i) for i in shown]
+    coords, explained = analysis.pca(wte[shown], k=dims)
+    if colour == "frequency":
+        colour_by, colour_title = counts[shown].tolist(), "count"
+    else:
+        colour_by, colour_title = [analysis.char_class(label) for label in labels], "class"
+    fig = viz.embedding_scatter(coords, labels, colour_by, explained=explained, ids=shown, colour_title=colour_title,
+                                title=f"{len(shown)} token embeddings ({wte.shape[1]} numbers each), {dims}-D PCA")
+    st.plotly_chart(fig, theme=None, width="stretch", key="embeddings_tokens_chart")
+    shares = [f"{100 * float(r):.0f}%" for r in explained]
+    st.caption(f"The {dims} axes keep {100 * float(explained.sum()):.0f}% of the embeddings' variance "
+               f"({' + '.join(shares)}); the rest is squashed flat, so two points can look close and still differ. "
+               "Hover a point for its token.")
+    return shown
+
+
+def positions(model):
     st.subheader("Position embeddings")
     if model.wpe is None:
         st.info("This model has no learned position embeddings (pos_embd is off): without them, attention "
                 "cannot tell *where* a token is, only what it is.", icon="📍")
-    else:
-        wpe = model.wpe.weight.detach()
-        sim = analysis.cosine_similarity_matrix(wpe)
-        st.plotly_chart(viz.similarity_heatmap(sim, [str(i) for i in range(len(wpe))]), theme=None, width="stretch",
-                        key="embeddings_positions_chart")
-        st.caption("Each square compares two positions' vectors: 1 (red) is the same direction, 0 unrelated. The "
-                   "diagonal is always 1. After training, a band along it shows that neighbouring positions got "
-                   "similar vectors, so the model knows roughly where a token sits; a fresh model shows only the "
-                   "diagonal.")
+        return
+    wpe = model.wpe.weight.detach()
+    sim = analysis.cosine_similarity_matrix(wpe)
+    st.plotly_chart(viz.similarity_heatmap(sim, [str(i) for i in range(len(wpe))]), theme=None, width="stretch",
+                    key="embeddings_positions_chart")
+    st.caption("Each square compares two positions' vectors: 1 (red) is the same direction, 0 unrelated. The "
+               "diagonal is always 1. After training, a band along it shows that neighbouring positions got "
+               "similar vectors, so the model knows roughly where a token sits; a fresh model shows only the "
+               "diagonal.")
 
-with right:
+
+def neighbours(tok, wte, shown):
     st.subheader("Nearest neighbours")
     default = next((i for i in shown if tok.label(i) == "e"), None)
     if default is None:
-        default = next((i for i, label in zip(shown, labels) if analysis.char_class(label) == "lowercase"), shown[0])
-    _keep(TOKEN, lambda v: v in shown, default)
+        default = next((i for i in shown if analysis.char_class(tok.label(i)) == "lowercase"), shown[0])
+    keep(TOKEN, lambda v: v in shown, default)
     token = st.selectbox("Token", shown, format_func=lambda i: f"{tok.label(i)}   (id {i})", key=TOKEN,
                          persist_state="session", help="Type to search.")
     st.session_state.setdefault(K, 10)
     k = st.slider("How many neighbours", 3, 30, key=K, persist_state="session")
-    neighbours = analysis.nearest_neighbours(wte, token, k=k)
+    found = analysis.nearest_neighbours(wte, token, k=k)
     title = f"Closest to “{html.escape(tok.label(token), quote=False)}” (cosine)"
-    st.plotly_chart(viz.neighbours_bars([(tok.label(i), cos) for i, cos in neighbours], title=title),
+    st.plotly_chart(viz.neighbours_bars([(tok.label(i), cos) for i, cos in found], title=title),
                     theme=None, width="stretch", key="embeddings_neighbours_chart")
     st.caption("Cosine similarity compares directions in all the embedding's dimensions, not just the plotted "
                "ones. Does a lowercase letter sit next to its capital, or next to other vowels?")
+
+
+def main():
+    require_app()
+    header()
+    entry = inspected("embeddings")  # the one place the model is chosen: every view below reads it
+    wte = entry.model.wte.weight.detach()
+    counts = corpus_counts(entry, wte.shape[0])
+    shown = token_points(entry, wte, counts)
+    left, right = st.columns(2)
+    with left:
+        positions(entry.model)
+    with right:
+        neighbours(entry.tokenizer, wte, shown)
+
+
+main()

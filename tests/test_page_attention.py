@@ -198,3 +198,12 @@ def test_head_detectors_badge_the_grid_and_fill_the_table(page, ckpt):
     for (l, h), badge in badges.items():
         assert f"L{l} H{h} · {badge}" in titles
     assert badges, "the trained model has at least one recognisable head"
+
+
+def test_a_click_is_read_from_every_shape_the_selection_comes_in():
+    from ui.attention import clicked_cells
+
+    assert clicked_cells({"selection": {"cell": [{"query": 7, "key": 3}]}}) == [(7, 3)]
+    assert clicked_cells({"selection": {"cell": {"query": [2.0, 5], "key": [1, "4"]}}}) == [(2, 1), (5, 4)]
+    assert clicked_cells({"selection": {"cell": [{"query": "x"}]}}) == []
+    assert clicked_cells(None) == [] and clicked_cells({"selection": {}}) == []

@@ -118,3 +118,18 @@ def test_bigram_model(app, tmp_path, monkeypatch):
     assert array(figure(app, "layers_norms")["data"][0]["z"]).shape == (1, len(PROMPT))
     assert any("bigram" in i.value and "no attention heads" in i.value for i in app.info)
     assert not app.multiselect
+
+
+def lens_table(ranks, probs):
+    return {"answer_label": "e", "layers": ["embed", "block 0", "block 1", "block 2"], "answer_rank": ranks,
+            "answer_prob": probs, "first_layer_top1": next((i for i, r in enumerate(ranks) if r == 1), None)}
+
+
+def test_the_lens_sentence_says_what_its_numbers_say():
+    from ui.layers import lens_sentence
+
+    assert "only make it surer (34% → 60%)" in lens_sentence(lens_table([3, 1, 1, 1], [0.1, 0.34, 0.5, 0.6]), 3)
+    falling = lens_sentence(lens_table([3, 1, 1, 1], [0.1, 0.34, 0.5, 0.33]), 3)
+    assert "surer" not in falling.replace("without making it surer", "") and "(34% → 33%)" in falling
+    assert "push it down and back" in lens_sentence(lens_table([3, 1, 2, 1], [0.1, 0.34, 0.2, 0.5]), 3)
+    assert "becomes #1 only after **block 2**" in lens_sentence(lens_table([3, 2, 2, 1], [0.1, 0.2, 0.3, 0.5]), 3)

@@ -176,3 +176,12 @@ def test_gpt2_prompt_with_endoftext_is_plain_text(app, tmp_path, monkeypatch):
     assert not app.get("checkbox")  # replacement is only for character models
     ids, p = bars(app, "next_token_bars")
     assert len(ids) == 20 and np.all(np.diff(p) <= 0)
+
+
+def test_a_bar_click_gives_the_token_of_the_bar():
+    from ui.next_token import clicked_token
+
+    assert clicked_token({"selection": {"points": [{"customdata": 42}]}}, [1, 2]) == 42
+    assert clicked_token({"selection": {"points": [{"customdata": [7]}]}}, [1, 2]) == 7
+    assert clicked_token({"selection": {"points": [{"point_index": 1}]}}, [5, 9]) == 9
+    assert clicked_token({"selection": {"points": []}}, [5]) is None and clicked_token(None, [5]) is None

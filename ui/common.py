@@ -12,7 +12,7 @@ from gptviz import detectors
 from gptviz.data import CORPORA, corpus_text
 from gptviz.errors import GptvizError
 
-from . import state
+from . import models, state, timeline
 from .models import ModelEntry
 
 FALLBACK_PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
@@ -101,3 +101,55 @@ def head_scores(model: ModelEntry) -> dict:
         memo.clear()  # one model at a time
         memo[key] = detectors.head_scores(model.model, tokens=tokens)
     return memo[key]
+
+
+# ----------------------------------------------------------------------------- widget helpers shared by the pages
+
+
+def keep(key, valid, default):
+    """Put a valid value in a widget's state before the widget is drawn (its options depend on model and prompt)."""
+    if key not in st.session_state or not valid(st.session_state[key]):
+        st.session_state[key] = default
+
+
+def clamp(key, low, high, default):
+    """Keep a number widget's remembered value inside its current range."""
+    value = st.session_state.get(key, default)
+    try:
+        value = min(max(value, low), high)
+    except TypeError:
+        value = default
+    st.session_state[key] = value
+
+
+def last_figure(name, key, make):
+    """The figure made for `key` last time, or a new one: reruns that change nothing it shows skip building it."""
+    memo = st.session_state.get(name)
+    if memo is None or memo[0] != key:
+        memo = st.session_state[name] = (key, make())
+    return memo[1]
+
+
+def replace_unknown_box(model: ModelEntry, key: str) -> bool:
+    """A 'replace unknown characters' checkbox for character models; False (and nothing drawn) for others."""
+    tok = model.tokenizer
+    if tok.kind != "char":
+        return False
+    return st.checkbox("Replace characters the model never saw", key=key, persist_state="session",
+                       help=f"Characters outside the model's vocabulary become {tok.replacement!r}.")
+
+
+def prompt_ids(model: ModelEntry, page: str, replace_key: str | None = None) -> list[int]:
+    """The shared prompt box, the replace box and the prompt's token ids (stops the run with a message if unusable)."""
+    text = prompt_input(model, page=page)
+    replace = replace_unknown_box(model, key=replace_key or f"{page}_replace")
+    with student_errors():
+        return encode_prompt(model, text, replace_unknown=replace)
+
+
+def inspected(page: str) -> ModelEntry:
+    """The model an inspection page shows (at the training step its timeline slider picks); stops if there is none."""
+    entry = models.current()
+    if entry is None:
+        st.stop()
+    return timeline.pick(entry, page=page)

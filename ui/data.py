@@ -6,7 +6,8 @@ import hashlib
 
 import streamlit as st
 
-from gptviz.data import CORPORA, TokenData, corpus_text
+from gptviz.data import CORPORA, TokenData, corpus_text, load_text
+from gptviz.errors import GptvizError
 
 from . import state
 
@@ -40,3 +41,17 @@ def chosen_data() -> tuple[str, TokenData] | None:
     vocab = state.get(state.BPE_VOCAB) if kind == "bpe" else None
     digest = name if name in CORPORA else hashlib.sha256(text.encode()).hexdigest()
     return name, _token_data(digest, kind, vocab, text)
+
+
+def take_upload(upload) -> str | None:
+    """Keep a newly uploaded file's text (the previous good upload stays if it is unusable); an error or None."""
+    if upload is None or upload.file_id == state.get(state.UPLOADED_ID):
+        return None
+    try:
+        text = load_text(upload.getvalue())
+    except GptvizError as e:
+        return f"{upload.name}: {e}"
+    state.put(state.UPLOADED_TEXT, text)
+    state.put(state.UPLOADED_NAME, upload.name)
+    state.put(state.UPLOADED_ID, upload.file_id)
+    return None

@@ -1,0 +1,68 @@
+"""The Attention page's state and callbacks: generated tokens, the step slider, clicks on the head chart."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from gptviz.errors import GptvizError
+from gptviz.generate import generate
+
+# Keys of the page's widgets and state (all start with "attention_").
+REPLACE = "attention_replace_unknown"
+N_NEW, TEMPERATURE, SEED = "attention_n_new", "attention_temperature", "attention_seed"
+GENERATED, GENERATED_FOR, STEP = "attention_generated", "attention_generated_for", "attention_step"
+GENERATE_ERROR = "attention_generate_error"
+LAYER, HEAD, CELL = "attention_layer", "attention_head", "attention_cell"
+QUERY, KEY = "attention_query", "attention_key"
+GRID_MEMO, HEAD_MEMO = "attention_grid_figure", "attention_head_figure"
+
+
+def own_generated(owner: tuple):
+    """Generated tokens belong to one model and one prompt: anything else clears them."""
+    if st.session_state.get(GENERATED_FOR) != owner:
+        st.session_state[GENERATED] = []
+        st.session_state[GENERATED_FOR] = owner
+
+
+def generate_tokens(model, prompt_ids: list[int], owner: tuple):
+    """The Generate button's callback: it runs before the page, so the new tokens show in this very run."""
+    try:
+        new = generate(model, prompt_ids, int(st.session_state[N_NEW]),
+                       temperature=float(st.session_state[TEMPERATURE]), seed=int(st.session_state[SEED]))
+    except GptvizError as e:
+        st.session_state[GENERATE_ERROR] = str(e)
+        return
+    st.session_state[GENERATED], st.session_state[GENERATED_FOR] = new, owner
+    st.session_state[STEP] = len(new)
+    st.session_state[QUERY] = len(prompt_ids) + len(new) - 1  # the newest token asks
+
+
+def follow_newest(prompt_length: int):
+    """Moving the step slider makes the newest token the query."""
+    st.session_state[QUERY] = prompt_length + st.session_state[STEP] - 1
+
+
+def clicked_cells(event) -> list[tuple[int, int]]:
+    """(query, key) pairs of a click on the head chart, read defensively from the chart's selection state."""
+    try:
+        selection = event["selection"] if isinstance(event, dict) else getattr(event, "selection", None)
+        cells = selection.get("cell") if hasattr(selection, "get") else None
+    except (KeyError, TypeError):
+        return []
+    if isinstance(cells, dict):  # some versions give {"query": [..], "key": [..]}
+        q, k = cells.get("query"), cells.get("key")
+        cells = [{"query": a, "key": b} for a, b in zip(q, k)] if isinstance(q, list) and isinstance(k, list) \
+            else [cells]
+    out = []
+    for cell in cells or []:
+        try:
+            out.append((int(float(cell["query"])), int(float(cell["key"]))))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def on_cell_click():
+    cells = clicked_cells(st.session_state.get(CELL))
+    if cells:
+        st.session_state[QUERY], st.session_state[KEY] = cells[-1]

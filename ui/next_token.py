@@ -1,0 +1,72 @@
+"""The Next-token page's state and callbacks: a prompt that grows one token at a time, and its undo stack."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from . import state
+
+UNDO = "next_token_undo"  # [(prompt before, prompt after)] of the tokens appended here, newest last
+SAMPLE = "next_token_sample"  # the last "Sample N tokens" result, for the prompt it was made from
+# A sampling button only leaves a request; the next script run serves it with its own prompt, settings and seed.
+# (A callback would see the previous run's prompt, and st.button's True is lost when a run restarts.)
+REQUEST = "next_token_request"
+BARS, PICK, TOP_K = "next_token_bars", "next_token_pick", "next_token_top_k"
+
+
+def append(tok, token: int):
+    """Append a token to the shared prompt, remembering how to undo it."""
+    before = state.get(state.PROMPT)
+    after = before + tok.decode([token])
+    st.session_state.setdefault(UNDO, []).append((before, after))
+    state.put(state.PROMPT, after)
+
+
+def clicked_token(event, shown: list[int]) -> int | None:
+    """The token id of a clicked bar (customdata, or the bar's index into `shown`), or None."""
+    points = (event or {}).get("selection", {}).get("points", [])
+    if not points:
+        return None
+    point = points[0]
+    token = point.get("customdata")
+    if isinstance(token, list):
+        token = token[0] if token else None
+    if token is None and point.get("point_index") is not None:
+        token = shown[point["point_index"]]
+    return None if token is None else int(token)
+
+
+def on_bar_click(tok, shown: list[int]):
+    token = clicked_token(st.session_state.get(BARS), shown)
+    if token is not None:
+        append(tok, token)
+
+
+def append_picked(tok):
+    token = st.session_state.get(PICK)
+    if token is not None:
+        append(tok, int(token))
+
+
+def request(what: str):
+    st.session_state[REQUEST] = what
+
+
+def take_request() -> str | None:
+    """A sampling button pressed in the last run ("one" or "many"), served once."""
+    return st.session_state.pop(REQUEST, None)
+
+
+def undo():
+    stack = st.session_state.get(UNDO) or []
+    if stack:
+        before, _ = stack.pop()
+        state.put(state.PROMPT, before)
+
+
+def undo_stack(prompt: str) -> list:
+    """The appended tokens that can still be undone: none once the student has edited the prompt by hand."""
+    stack = st.session_state.setdefault(UNDO, [])
+    if stack and stack[-1][1] != prompt:
+        stack.clear()
+    return stack

@@ -5,7 +5,7 @@
 
 import streamlit as st
 
-from ui import models, state, training
+from ui import models, state, store, training
 from ui.entry import running_app
 
 st.set_page_config(page_title="gptviz", page_icon="🔎", layout="wide")
@@ -27,6 +27,7 @@ pages = st.navigation({
 })
 
 # Shared widgets come after st.navigation: created before it, their first change is lost.
+store.remember_tab()
 models.picker()
 training.sidebar_status()
 with running_app():

@@ -12,8 +12,8 @@ require_app()
 st.title("Train")
 intro("Choose a step of the lecture's ladder, move the sliders, press **Train** and watch the loss fall. "
       "The dashed line is a random guess: a model that learned nothing scores ln(vocabulary size). "
-      "Everything you train stays in this browser tab (reloading the page starts afresh: save or download "
-      "a model you want to keep); open it on the inspection pages.")
+      f"Everything you train stays with this browser tab, a reload included, for {state.tabs().ttl / 3600:g} "
+      "hours (save or download a model you want to keep); open it on the inspection pages.")
 
 
 def duration(seconds: float) -> str:

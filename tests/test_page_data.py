@@ -4,6 +4,7 @@ import pytest
 
 from gptviz.data import MAX_TEXT_BYTES, corpus_text
 from gptviz.tokenizers import build
+from ui import state
 
 
 def metrics(at):
@@ -118,4 +119,4 @@ def test_a_text_too_short_for_the_block_is_refused_when_training_starts(app):
     app.switch_page("pages/train.py").run()
     app.button(key="train_start").click().run()
     assert any("too short for block_size 64" in e.value for e in app.error)
-    assert not app.session_state["runs"] and not app.exception
+    assert not app.session_state[state.TAB].runs and not app.exception

@@ -9,6 +9,7 @@ from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint
 from gptviz.model import GPT, preset_config
 
 from figures import figure
+from ui import state
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def small(at, iters=40):
 
 
 def latest(at):
-    runs = at.session_state["runs"]
+    runs = at.session_state[state.TAB].runs
     return runs[max(runs)]
 
 
@@ -129,7 +130,7 @@ def test_a_model_too_big_for_memory_is_refused_with_numbers(train_page):
     at.select_slider(key="train_batch_size").set_value(64).run()
     at.button(key="train_start").click().run()
     assert any("MB" in e.value and "limit" in e.value for e in at.error)
-    assert not at.session_state["runs"] and not at.exception
+    assert not at.session_state[state.TAB].runs and not at.exception
 
 
 def test_a_learning_rate_that_blows_up_stops_with_advice_and_keeps_the_model(train_page):
@@ -172,7 +173,7 @@ def test_trainings_beyond_the_limit_wait_and_say_how_many_are_ahead(train_page, 
     at = small(train_page, iters=5000)
     at.select_slider(key="train_block_size").set_value(16).run()
     at.button(key="train_ladder").click().run()
-    runs = list(at.session_state["runs"].values())
+    runs = list(at.session_state[state.TAB].runs.values())
     assert [r.trainer.status for r in runs[1:]] == ["queued"] * 4 and one_training_at_a_time.waiting == 4
     infos = [i.value for i in at.info]
     for ahead, r in enumerate(runs[1:]):
@@ -267,7 +268,7 @@ def test_the_ladder_trains_every_preset_with_one_budget(train_page):
     at.slider(key="train_eval_interval").set_value(20).run()
     at.select_slider(key="train_block_size").set_value(16).run()
     at.button(key="train_ladder").click().run()
-    runs = list(at.session_state["runs"].values())
+    runs = list(at.session_state[state.TAB].runs.values())
     assert [r.preset for r in runs] == ["bigram", "single_head", "multi_head", "blocks", "gpt"]
     assert len({r.batch for r in runs}) == 1
     assert poll_until(at, lambda: all(r.trainer.done for r in runs), seconds=300)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import streamlit as st
 
@@ -22,9 +23,30 @@ from . import state
 DEFAULT_CHECKPOINT = "shakespeare-char"
 
 
+class ModelKey(NamedTuple):
+    """Which model the picker means; its text form ("run:3") is the picker's option and widget value."""
+
+    kind: str  # one of KINDS
+    name: str
+
+    CKPT = "ckpt"  # a checkpoint file on the server
+    RUN = "run"  # a run trained in this tab (name: the run's id)
+    UP = "up"  # a file the student opened
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelKey":
+        kind, sep, name = str(text).partition(":")
+        if not sep or kind not in (cls.CKPT, cls.RUN, cls.UP):
+            raise KeyError(f"not a model key: {text!r}")
+        return cls(kind, name)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
 @dataclass
 class ModelEntry:
-    key: str  # "ckpt:<name>" or "run:<id>"
+    key: str  # str(ModelKey)
     label: str
     model: GPT
     tokenizer: Tokenizer
@@ -46,15 +68,16 @@ def checkpoint_dir() -> Path:
 def _checkpoint_choices() -> dict[str, str]:
     paths = list_checkpoints(checkpoint_dir())
     paths.sort(key=lambda p: (p.stem != DEFAULT_CHECKPOINT, p.stem))  # the bundled default first
-    return {f"ckpt:{p.stem}": f"💾 {p.stem}" for p in paths}
+    return {str(ModelKey(ModelKey.CKPT, p.stem)): f"💾 {p.stem}" for p in paths}
 
 
 def _run_choices() -> dict[str, str]:
-    return {f"run:{run.id}": f"🧪 {run.name}" for run in state.runs().values() if run.trainer.done}
+    return {str(ModelKey(ModelKey.RUN, str(run.id))): f"🧪 {run.name}"
+            for run in state.runs().values() if run.trainer.done}
 
 
 def _upload_choices() -> dict[str, str]:
-    return {f"up:{name}": f"📂 {name}" for name in st.session_state[state.UPLOADED_MODELS]}
+    return {str(ModelKey(ModelKey.UP, name)): f"📂 {name}" for name in state.uploaded_models()}
 
 
 def choices() -> dict[str, str]:
@@ -73,13 +96,13 @@ def _load_checkpoint(name: str) -> Checkpoint:
 
 def entry(key: str) -> ModelEntry:
     """The model behind a picker key (raises GptvizError when it cannot be loaded)."""
-    kind, _, name = key.partition(":")
-    if kind == "run":
+    kind, name = ModelKey.parse(key)
+    if kind == ModelKey.RUN:
         run = state.runs()[int(name)]
         t = run.trainer
         meta = {"history": t.history, "train_config": t.cfg.to_dict(), "corpus": run.corpus, "preset": run.preset}
         return ModelEntry(key, f"🧪 {run.name}", t.model, run.tokenizer, run.corpus, meta, t.snapshots)
-    ck = st.session_state[state.UPLOADED_MODELS][name] if kind == "up" else _load_checkpoint(name)
+    ck = state.uploaded_models()[name] if kind == ModelKey.UP else _load_checkpoint(name)
     return ModelEntry(key, f"💾 {name}", ck.model, ck.tokenizer, ck.meta.get("corpus", ""), ck.meta, ck.snapshots)
 
 
@@ -91,11 +114,25 @@ def picker():
     for run in state.runs().values():  # a run that just finished becomes the model to inspect
         if run.trainer.done and not run.announced:
             run.announced = True
-            st.session_state[state.MODEL] = f"run:{run.id}"
+            st.session_state[state.MODEL] = str(ModelKey(ModelKey.RUN, str(run.id)))
     if state.get(state.MODEL) not in options:
         st.session_state[state.MODEL] = next(iter(options), None)
     box.selectbox("Model to inspect", list(options), format_func=options.get, key=state.MODEL,
-                  help="Checkpoints on the server (💾), files you opened (📂) and runs you trained in this session (🧪).")
+                  help="Checkpoints on the server (💾), files you opened (📂) and runs you trained in this tab (🧪).")
+    picked = state.tab().model = st.session_state[state.MODEL]  # a reload of this tab picks it again
+    if picked is not None and ModelKey.parse(picked).kind != ModelKey.CKPT:
+        box.button("🗑️ Delete this model", key=state.DELETE_MODEL, on_click=delete, args=(picked,),
+                   help="Remove this model from this tab (checkpoints you saved stay on the server).")
+
+
+def delete(key: str):
+    """on_click of Delete: the run or opened file leaves this tab for good."""
+    kind, name = ModelKey.parse(key)
+    if kind == ModelKey.RUN:
+        state.runs().pop(int(name), None)
+    elif kind == ModelKey.UP:
+        state.uploaded_models().pop(name, None)
+    st.session_state[state.MODEL] = None  # the picker falls back to the first model left
 
 
 def uploader():
@@ -110,8 +147,8 @@ def uploader():
         st.sidebar.error(f"{upload.name}: {e}", icon="⚠️")
         return
     name = Path(upload.name).stem
-    st.session_state[state.UPLOADED_MODELS][name] = ck
-    st.session_state[state.MODEL] = f"up:{name}"
+    state.uploaded_models()[name] = ck
+    st.session_state[state.MODEL] = str(ModelKey(ModelKey.UP, name))
 
 
 _UPLOAD_ID = "model_upload_id"

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from gptviz.sessions import Tab, TabStore
+
 # data: which text and tokenizer the student chose on the Data page
 CORPUS = "corpus"  # a bundled corpus name, or UPLOAD
 UPLOAD = "upload"
@@ -19,10 +21,12 @@ UPLOADED_ID = "uploaded_id"  # the uploader's file id: a new upload replaces the
 TOKENIZER = "tokenizer_kind"  # "char", "gpt2" or "bpe"
 BPE_VOCAB = "bpe_vocab"
 
-# models: the runs trained in this session and the model every inspection page shows
-RUNS = "runs"  # run id -> Run
+# models: the runs trained in this tab and the model every inspection page shows
+TAB = "tab"  # this tab's gptviz.sessions.Tab: its runs and uploads, kept on the server across a reload
+TAB_ASKED = "tab_asked"  # the token the browser last asked to get back (see ui.store)
+TAB_WIDGET = "tab_token"  # the component that reads the token from the tab's sessionStorage
 MODEL = "model_key"  # key of the selected model (see ui.models); also the picker widget's key
-UPLOADED_MODELS = "uploaded_models"  # name -> Checkpoint opened from the student's own file
+DELETE_MODEL = "delete_model"  # the button that removes the picked run or opened file from this tab
 LOADED = "loaded_checkpoints"  # checkpoint path -> (mtime, Checkpoint), this session's own copies
 PROMPT = "prompt"  # the prompt shared by the inspection pages
 
@@ -42,9 +46,11 @@ def init():
     """Fill in defaults once per session (call at the top of app.py)."""
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
-    st.session_state.setdefault(RUNS, {})
     st.session_state.setdefault(LOADED, {})
-    st.session_state.setdefault(UPLOADED_MODELS, {})
+    st.session_state.setdefault(TAB_ASKED, None)
+    if TAB not in st.session_state or not tabs().touch(tab()):  # new, or its runs expired
+        st.session_state[TAB] = tabs().new()
+    heartbeat()
 
 
 def get(key):
@@ -73,5 +79,27 @@ class Run:
     announced: bool = False  # has the picker switched to it since it finished?
 
 
+@st.cache_resource(show_spinner=False)
+def tabs() -> TabStore:
+    """Every tab's runs on this server (kept GPTVIZ_RUNS_TTL_HOURS after the tab was last seen)."""
+    return TabStore(on_drop=lambda tab: [r.trainer.stop() for r in tab.runs.values() if not r.trainer.done])
+
+
+def tab() -> Tab:
+    return st.session_state[TAB]
+
+
+def heartbeat():
+    """This tab is still open: its unfinished runs keep training (see Trainer.abandon_after_s)."""
+    tabs().touch(tab())
+    for run in tab().runs.values():
+        if not run.trainer.done:
+            run.trainer.heartbeat()
+
+
 def runs() -> dict[int, Run]:
-    return st.session_state[RUNS]
+    return tab().runs
+
+
+def uploaded_models() -> dict:
+    return tab().uploads

@@ -191,17 +191,18 @@ def save(run: state.Run):
 
 
 def sidebar_status():
-    """On every page while this session trains: progress in the sidebar, and the heartbeat that keeps
-    the run alive (when the tab closes the fragment stops, and so, after a grace period, does the run)."""
+    """On every page while this tab trains: progress in the sidebar, and the heartbeat that keeps the tab's
+    runs alive (when the tab closes the fragment stops, and so, after a grace period, do its runs; a
+    reload of the tab adopts them before that, see ui.store)."""
     active = [r for r in state.runs().values() if not r.trainer.done]
     if not active:
         return
 
     @st.fragment(run_every=2)
     def status():
+        state.heartbeat()
         for run in active:
             t = run.trainer
-            t.heartbeat()
             st.progress(min(t.step / t.cfg.max_iters, 1.0), text=f"🏋️ {run.name}: {t.status}, step {t.step}")
         if any(run.trainer.done for run in active):
             st.rerun()  # a full run: the picker offers the finished model

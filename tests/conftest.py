@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from streamlit.testing.v1 import app_test
 
 from gptviz.data import TokenData, corpus_text
 from gptviz.model import GPT, GPTConfig
+from ui.entry import keep_navigation_mode_in_apptest
 
 torch.set_num_threads(2)
 
@@ -27,13 +27,7 @@ def small_model(small_config):
     return GPT(small_config).eval()
 
 
-class _PagesManager(app_test.PagesManager):
-    """AppTest resets PagesManager.uses_pages_directory before every run, which a real server does once:
-    so each run would start the page alone (legacy pages/ mode), rerun through app.py and drop button
-    clicks. Resetting this subclass's copy instead leaves the server-wide flag as st.navigation set it."""
-
-
-app_test.PagesManager = _PagesManager
+keep_navigation_mode_in_apptest()  # see ui/entry.py: the pages/ folder and st.navigation
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ import html
 import streamlit as st
 
 from gptviz import analysis, detectors, viz
-from ui.attention import (CELL, GENERATE_ERROR, GENERATED, GRID_MEMO, HEAD, HEAD_MEMO, KEY, LAYER, N_NEW, QUERY,
-                          REPLACE, SEED, STEP, TEMPERATURE, follow_newest, generate_tokens, on_cell_click,
-                          own_generated)
+from ui.attention import follow_newest, generate_tokens, on_cell_click, own_generated
 from ui.common import capture, clamp, head_scores, inspected, intro, keep, last_figure, prompt_ids
 from ui.entry import require_app
+from ui.state import Attention
 
 
 def header():
@@ -32,31 +31,31 @@ def generation(entry, prompt: list[int]) -> list[int]:
     owner = (entry.key, id(entry.model), tuple(prompt))
     own_generated(owner)
     room = cfg.block_size - len(prompt)
-    with st.expander("Let the model write: attention for generated tokens", expanded=bool(st.session_state[GENERATED])):
+    with st.expander("Let the model write: attention for generated tokens", expanded=bool(st.session_state[Attention.GENERATED])):
         if room < 1:
             st.info(f"The prompt already fills the model's window of {cfg.block_size} tokens: shorten it to "
                     "leave room for new tokens.")
         else:
             c1, c2, c3 = st.columns(3)
-            clamp(N_NEW, 1, room, min(20, room))
-            n_new = c1.number_input(f"Tokens to write (1–{room})", min_value=1, max_value=room, step=1, key=N_NEW,
+            clamp(Attention.N_NEW, 1, room, min(20, room))
+            n_new = c1.number_input(f"Tokens to write (1–{room})", min_value=1, max_value=room, step=1, key=Attention.N_NEW,
                                     persist_state="session",
                                     help=f"The model sees at most {cfg.block_size} tokens, prompt included.")
-            st.session_state.setdefault(TEMPERATURE, 1.0)
-            c2.slider("Temperature", 0.0, 2.0, step=0.1, key=TEMPERATURE, persist_state="session",
+            st.session_state.setdefault(Attention.TEMPERATURE, 1.0)
+            c2.slider("Temperature", 0.0, 2.0, step=0.1, key=Attention.TEMPERATURE, persist_state="session",
                       help="0 always takes the most likely token; higher values take more risks.")
-            st.session_state.setdefault(SEED, 1337)
-            c3.number_input("Random seed", min_value=0, max_value=2**31 - 1, step=1, key=SEED,
+            st.session_state.setdefault(Attention.SEED, 1337)
+            c3.number_input("Random seed", min_value=0, max_value=2**31 - 1, step=1, key=Attention.SEED,
                             persist_state="session", help="The same seed gives the same tokens.")
-            st.button(f"Generate {int(n_new)} tokens", key="attention_generate", icon="✍️", on_click=generate_tokens,
+            st.button(f"Generate {int(n_new)} tokens", key=Attention.GENERATE, icon="✍️", on_click=generate_tokens,
                       args=(entry.model, prompt, owner))
-            if GENERATE_ERROR in st.session_state:
-                st.error(st.session_state.pop(GENERATE_ERROR), icon="⚠️")
-        generated = st.session_state[GENERATED]
+            if Attention.GENERATE_ERROR in st.session_state:
+                st.error(st.session_state.pop(Attention.GENERATE_ERROR), icon="⚠️")
+        generated = st.session_state[Attention.GENERATED]
         if not generated:
             return []
-        clamp(STEP, 0, len(generated), len(generated))
-        step = st.slider("Step through the generated tokens", 0, len(generated), key=STEP,
+        clamp(Attention.STEP, 0, len(generated), len(generated))
+        step = st.slider("Step through the generated tokens", 0, len(generated), key=Attention.STEP,
                          on_change=follow_newest, args=(len(prompt),),
                          help="0 shows the prompt alone. The model reads the prompt and the first tokens it wrote; "
                               "the newest one is the query row highlighted below.")
@@ -65,7 +64,7 @@ def generation(entry, prompt: list[int]) -> list[int]:
 
 def token_strip(tok, prompt: list[int], shown: list[int]):
     st.html(viz.token_html(tok, prompt))
-    generated = st.session_state[GENERATED]
+    generated = st.session_state[Attention.GENERATED]
     if generated:
         st.caption(f"…then the model wrote ({len(shown)} of {len(generated)} tokens shown):")
         if shown:
@@ -81,11 +80,11 @@ def every_head(entry, patterns, labels, view, scores):
                "below the diagonal is a *previous token* head; a bright first column is a head resting on the first "
                "token.")
     badges = detectors.label_heads(scores)  # e.g. "prev", "sink", "induction"
-    grid = last_figure(GRID_MEMO, (view, tuple(badges.items())),
+    grid = last_figure(Attention.GRID_MEMO, (view, tuple(badges.items())),
                        lambda: viz.attention_grid(patterns, labels, detector_badges=badges))
-    st.plotly_chart(grid, theme=None, width="stretch", key="attention_grid_chart")
+    st.plotly_chart(grid, theme=None, width="stretch", key=Attention.GRID_CHART)
     st.download_button("Download this grid (HTML)", data=lambda: viz.figure_to_html(grid),
-                       file_name="attention-grid.html", mime="text/html", key="attention_download",
+                       file_name="attention-grid.html", mime="text/html", key=Attention.DOWNLOAD,
                        on_click="ignore", icon="⬇️",
                        help="An interactive page that opens offline (about 5 MB: plotly.js is inside).")
 
@@ -98,7 +97,7 @@ def detector_table(cfg, scores):
                    "train a 1-layer and a 2-layer model and compare.")
         st.dataframe({"head": [f"L{l} H{h}" for l in range(cfg.n_layer) for h in range(cfg.n_head)],
                       **{name: [round(float(v), 2) for v in scores[name].flatten()] for name in detectors.REGISTRY}},
-                     hide_index=True, key="attention_detectors")
+                     hide_index=True, key=Attention.DETECTORS)
 
 
 @st.fragment
@@ -107,36 +106,36 @@ def head_up_close(patterns, labels, view):
     n_layer, n_head, T = patterns.shape[0], patterns.shape[1], patterns.shape[2]
     st.subheader("One head up close")
     c1, c2 = st.columns(2)
-    keep(LAYER, lambda v: v in range(n_layer), 0)
-    layer = c1.selectbox("Layer", list(range(n_layer)), format_func=lambda i: f"layer {i}", key=LAYER,
+    keep(Attention.LAYER, lambda v: v in range(n_layer), 0)
+    layer = c1.selectbox("Layer", list(range(n_layer)), format_func=lambda i: f"layer {i}", key=Attention.LAYER,
                          persist_state="session")
-    keep(HEAD, lambda v: v in range(n_head), 0)
-    head = c2.selectbox("Head", list(range(n_head)), format_func=lambda i: f"head {i}", key=HEAD,
+    keep(Attention.HEAD, lambda v: v in range(n_head), 0)
+    head = c2.selectbox("Head", list(range(n_head)), format_func=lambda i: f"head {i}", key=Attention.HEAD,
                         persist_state="session")
     positions = list(range(T))
     name = lambda i: f"{i}: {labels[i]}"  # noqa: E731
-    keep(QUERY, lambda v: v in positions, T - 1)
-    keep(KEY, lambda v: v in positions, 0)
-    query = c1.select_slider("Query token (the one looking)", positions, format_func=name, key=QUERY,
+    keep(Attention.QUERY, lambda v: v in positions, T - 1)
+    keep(Attention.KEY, lambda v: v in positions, 0)
+    query = c1.select_slider("Query token (the one looking)", positions, format_func=name, key=Attention.QUERY,
                              persist_state="session")
-    key = c2.select_slider("Key token (the one looked at)", positions, format_func=name, key=KEY,
+    key = c2.select_slider("Key token (the one looked at)", positions, format_func=name, key=Attention.KEY,
                            persist_state="session")
 
     pattern = patterns[layer, head]
     left, right = st.columns([1, 1])
     with left:
         st.caption(f"Layer {layer}, head {head}. Click a cell to pick its query (row) and key (column).")
-        chart = last_figure(HEAD_MEMO, (view, layer, head, query, key),
+        chart = last_figure(Attention.HEAD_MEMO, (view, layer, head, query, key),
                             lambda: viz.attention_head_chart(pattern, labels, query=query, key=key))
-        st.vega_lite_chart(chart, on_select=on_cell_click, selection_mode="cell", key=CELL, theme=None)
+        st.vega_lite_chart(chart, on_select=on_cell_click, selection_mode="cell", key=Attention.CELL, theme=None)
     with right:
         q_label, k_label = html.escape(labels[query], quote=False), html.escape(labels[key], quote=False)
         st.plotly_chart(viz.attention_row_bars(pattern[query], labels, f"Where does query {query}:{q_label} look?",
                                                highlight=key, height=250), theme=None, width="stretch",
-                        key="attention_row_chart")
+                        key=Attention.ROW_CHART)
         st.plotly_chart(viz.attention_row_bars(pattern[:, key], labels, f"Who looks at key {key}:{k_label}?",
                                                highlight=query, height=250), theme=None, width="stretch",
-                        key="attention_column_chart")
+                        key=Attention.COLUMN_CHART)
         st.caption("The first chart is one row of the pattern (it adds up to 1); the second is one column: "
                    "only tokens at or after the key can look at it.")
 
@@ -150,7 +149,7 @@ def main():
         no_attention_note()
         st.stop()
 
-    prompt = prompt_ids(entry, page="attention", replace_key=REPLACE)
+    prompt = prompt_ids(entry, page="attention", replace_key=Attention.REPLACE)
     shown = generation(entry, prompt)
     ids = prompt + shown
     labels = [tok.label(i) for i in ids]

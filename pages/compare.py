@@ -6,6 +6,7 @@ from gptviz.generate import next_token_probs
 from ui import models, timeline
 from ui.common import capture, encode_prompt, intro, prompt_input, student_errors
 from ui.entry import require_app
+from ui.state import Compare
 
 require_app()
 st.title("Compare two models")
@@ -19,8 +20,8 @@ if not options:
     st.stop()
 keys = list(options)
 top = st.columns(2)
-left_key = top[0].selectbox("Model A", keys, format_func=options.get, key="compare_a", persist_state="session")
-right_key = top[1].selectbox("Model B", keys, index=min(1, len(keys) - 1), format_func=options.get, key="compare_b",
+left_key = top[0].selectbox("Model A", keys, format_func=options.get, key=Compare.A, persist_state="session")
+right_key = top[1].selectbox("Model B", keys, index=min(1, len(keys) - 1), format_func=options.get, key=Compare.B,
                              persist_state="session")
 with student_errors():
     chosen = [models.entry(left_key), models.entry(right_key)]
@@ -45,10 +46,10 @@ shown = {side.upper(): timeline.final_step(e) if e.step is None else e.step
          for side, e in zip("ab", pair)}  # the step each side shows, marked on the curves
 if any(c["val_loss"] for c in curves):
     st.plotly_chart(viz.loss_chart(curves, chosen[0].tokenizer.vocab_size, best_val_marker=True,
-                                   title="Loss curves", step_marks=shown), theme=None, key="compare_loss")
+                                   title="Loss curves", step_marks=shown), theme=None, key=Compare.LOSS)
 
 text = prompt_input(pair[0], page="compare")
-temperature = st.slider("temperature", 0.0, 2.0, 1.0, 0.05, key="compare_temperature", persist_state="session")
+temperature = st.slider("temperature", 0.0, 2.0, 1.0, 0.05, key=Compare.TEMPERATURE, persist_state="session")
 for column, entry, side in zip(st.columns(2), pair, "ab"):
     with column:
         st.markdown(f"**{entry.label}**")
@@ -61,9 +62,9 @@ for column, entry, side in zip(st.columns(2), pair, "ab"):
         labels = [entry.tokenizer.label(i) for i in ids]
         if entry.model.config.n_layer:
             st.plotly_chart(viz.attention_grid(analysis.attention_for(cache, entry.model.config.n_layer), labels),
-                            theme=None, key=f"compare_grid_{side}")
+                            theme=None, key=Compare.grid(side))
         else:
             st.caption("A bigram model has no attention heads.")
         probs = next_token_probs(logits[0, -1], temperature)
         st.plotly_chart(viz.next_token_bars(probs, entry.tokenizer.label, k=15), theme=None,
-                        key=f"compare_bars_{side}")
+                        key=Compare.bars(side))

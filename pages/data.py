@@ -24,7 +24,7 @@ def choices():
                  key=state.CORPUS, persist_state="session")
         if state.get(state.CORPUS) == state.UPLOAD:
             upload = st.file_uploader("Upload a plain-text file (UTF-8, up to 10 MB)", type=["txt"],
-                                      key="data_upload")
+                                      key=state.Data.UPLOAD)
             error = data.take_upload(upload)
             if error:
                 st.error(error, icon="⚠️")
@@ -55,7 +55,7 @@ def cut_text(tok, token_data):
 
 def own_sentence(tok):
     with st.expander("Try your own sentence"):
-        sample = st.text_input("Sentence", "The quick brown fox jumps over the lazy dog.", key="data_sentence",
+        sample = st.text_input("Sentence", "The quick brown fox jumps over the lazy dog.", key=state.Data.SENTENCE,
                                persist_state="session")
         with student_errors():
             ids = tok.encode(sample, unknown="replace") if tok.kind == "char" else tok.encode(sample)
@@ -73,8 +73,8 @@ def bpe_replay(tok, text):
     st.subheader("Watch BPE learn, one merge at a time")
     st.caption("Training BPE repeatedly merges the most frequent pair of neighbouring tokens into a new token. "
                "Slide to replay the merges on a sentence.")
-    sentence = st.text_input("Sentence to replay on", text[:80].split("\n")[0] or "hello", key="data_replay_sentence")
-    n = st.slider("Merges applied", 0, len(tok.merges), min(len(tok.merges), 20), key="data_replay_n")
+    sentence = st.text_input("Sentence to replay on", text[:80].split("\n")[0] or "hello", key=state.Data.REPLAY_SENTENCE)
+    n = st.slider("Merges applied", 0, len(tok.merges), min(len(tok.merges), 20), key=state.Data.REPLAY_N)
     replayed = tok.replay(sentence, n)
     st.html(viz.token_html(tok, replayed))
     st.caption(f"{len(sentence.encode())} bytes → {len(replayed)} tokens after {n} merges.")

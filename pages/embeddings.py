@@ -9,11 +9,9 @@ from gptviz import analysis, viz
 from gptviz.data import CORPORA, corpus_text
 from ui.common import inspected, intro, keep
 from ui.entry import require_app
+from ui.state import Embeddings
 
 # Keys of this page's widgets and state (all start with "embeddings_").
-DIMS, COLOUR, TOP_N = "embeddings_dims", "embeddings_colour", "embeddings_top_n"
-TOKEN, K = "embeddings_token", "embeddings_k"
-COUNTS = "embeddings_counts"  # (corpus, tokenizer, vocab) -> token counts, this session's own memo
 BIG_VOCAB = 1000  # above this many tokens, only a subset is plotted
 COLOURS = {"class": "kind of character", "frequency": "frequency in the training text"}
 
@@ -29,7 +27,7 @@ def corpus_counts(entry, vocab):
     """How often each token occurs in the model's training text, or None when that text is not bundled."""
     if entry.corpus not in CORPORA:
         return None
-    memo: OrderedDict = st.session_state.setdefault(COUNTS, OrderedDict())
+    memo: OrderedDict = st.session_state.setdefault(Embeddings.COUNTS, OrderedDict())
     key = (entry.corpus, id(entry.tokenizer), vocab)
     if key not in memo:
         with st.spinner(f"Counting the tokens of {entry.corpus}…"):
@@ -44,8 +42,8 @@ def plotted_tokens(entry, vocab, counts, column) -> list[int]:
     """Every token of a small vocabulary; a slider's worth of the most frequent ones of a big one."""
     if vocab <= BIG_VOCAB:
         return list(range(vocab))
-    keep(TOP_N, lambda v: isinstance(v, int) and 100 <= v <= min(vocab, 5000), 500)
-    top_n = column.slider("Tokens to plot", 100, min(vocab, 5000), step=100, key=TOP_N, persist_state="session",
+    keep(Embeddings.TOP_N, lambda v: isinstance(v, int) and 100 <= v <= min(vocab, 5000), 500)
+    top_n = column.slider("Tokens to plot", 100, min(vocab, 5000), step=100, key=Embeddings.TOP_N, persist_state="session",
                           help="Thousands of points hide each other: the plot shows a part of the vocabulary.")
     shown = [] if counts is None else [i for i, _ in analysis.top_tokens(counts, top_n)]
     if shown:
@@ -62,12 +60,12 @@ def token_points(entry, wte, counts) -> list[int]:
     st.subheader("Token embeddings")
     tok, vocab = entry.tokenizer, wte.shape[0]
     c1, c2, c3 = st.columns([1, 2, 1])
-    st.session_state.setdefault(DIMS, 2)
-    dims = c1.radio("Projection", [2, 3], format_func=lambda k: f"{k}-D", key=DIMS, persist_state="session",
+    st.session_state.setdefault(Embeddings.DIMS, 2)
+    dims = c1.radio("Projection", [2, 3], format_func=lambda k: f"{k}-D", key=Embeddings.DIMS, persist_state="session",
                     horizontal=True, help="PCA keeps the directions along which the embeddings differ most.")
     if counts is not None:
-        st.session_state.setdefault(COLOUR, "class")
-        colour = c2.radio("Colour by", list(COLOURS), format_func=COLOURS.get, key=COLOUR, persist_state="session",
+        st.session_state.setdefault(Embeddings.COLOUR, "class")
+        colour = c2.radio("Colour by", list(COLOURS), format_func=COLOURS.get, key=Embeddings.COLOUR, persist_state="session",
                           horizontal=True)
     else:
         colour = "class"
@@ -83,7 +81,7 @@ def token_points(entry, wte, counts) -> list[int]:
         colour_by, colour_title = [analysis.char_class(label) for label in labels], "class"
     fig = viz.embedding_scatter(coords, labels, colour_by, explained=explained, ids=shown, colour_title=colour_title,
                                 title=f"{len(shown)} token embeddings ({wte.shape[1]} numbers each), {dims}-D PCA")
-    st.plotly_chart(fig, theme=None, width="stretch", key="embeddings_tokens_chart")
+    st.plotly_chart(fig, theme=None, width="stretch", key=Embeddings.TOKENS_CHART)
     shares = [f"{100 * float(r):.0f}%" for r in explained]
     st.caption(f"The {dims} axes keep {100 * float(explained.sum()):.0f}% of the embeddings' variance "
                f"({' + '.join(shares)}); the rest is squashed flat, so two points can look close and still differ. "
@@ -100,7 +98,7 @@ def positions(model):
     wpe = model.wpe.weight.detach()
     sim = analysis.cosine_similarity_matrix(wpe)
     st.plotly_chart(viz.similarity_heatmap(sim, [str(i) for i in range(len(wpe))]), theme=None, width="stretch",
-                    key="embeddings_positions_chart")
+                    key=Embeddings.POSITIONS_CHART)
     st.caption("Each square compares two positions' vectors: 1 (red) is the same direction, 0 unrelated. The "
                "diagonal is always 1. After training, a band along it shows that neighbouring positions got "
                "similar vectors, so the model knows roughly where a token sits; a fresh model shows only the "
@@ -112,15 +110,15 @@ def neighbours(tok, wte, shown):
     default = next((i for i in shown if tok.label(i) == "e"), None)
     if default is None:
         default = next((i for i in shown if analysis.char_class(tok.label(i)) == "lowercase"), shown[0])
-    keep(TOKEN, lambda v: v in shown, default)
-    token = st.selectbox("Token", shown, format_func=lambda i: f"{tok.label(i)}   (id {i})", key=TOKEN,
+    keep(Embeddings.TOKEN, lambda v: v in shown, default)
+    token = st.selectbox("Token", shown, format_func=lambda i: f"{tok.label(i)}   (id {i})", key=Embeddings.TOKEN,
                          persist_state="session", help="Type to search.")
-    st.session_state.setdefault(K, 10)
-    k = st.slider("How many neighbours", 3, 30, key=K, persist_state="session")
+    st.session_state.setdefault(Embeddings.K, 10)
+    k = st.slider("How many neighbours", 3, 30, key=Embeddings.K, persist_state="session")
     found = analysis.nearest_neighbours(wte, token, k=k)
     title = f"Closest to “{html.escape(tok.label(token), quote=False)}” (cosine)"
     st.plotly_chart(viz.neighbours_bars([(tok.label(i), cos) for i, cos in found], title=title),
-                    theme=None, width="stretch", key="embeddings_neighbours_chart")
+                    theme=None, width="stretch", key=Embeddings.NEIGHBOURS_CHART)
     st.caption("Cosine similarity compares directions in all the embedding's dimensions, not just the plotted "
                "ones. Does a lowercase letter sit next to its capital, or next to other vowels?")
 

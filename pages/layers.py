@@ -7,7 +7,8 @@ from torch.nn import functional as F
 from gptviz import analysis, viz
 from ui.common import capture, inspected, intro, prompt_ids
 from ui.entry import require_app
-from ui.layers import ABLATE, POSITION, head_name, keep_known_heads, lens_sentence, md, position_for
+from ui.layers import head_name, keep_known_heads, lens_sentence, md, position_for
+from ui.state import Layers
 
 LENS_K = 5  # guesses per layer in the logit lens
 N_BARS = 10  # bars in the before / after ablation charts
@@ -27,11 +28,11 @@ def logit_lens(entry, cache, labels):
     st.subheader("Logit lens: the guess after each block")
     T = len(labels)
     position_for(T)
-    position = st.select_slider("Position", options=list(range(T)), key=POSITION, persist_state="session",
+    position = st.select_slider("Position", options=list(range(T)), key=Layers.POSITION, persist_state="session",
                                 format_func=lambda i: f"{i}: {labels[i]}",
                                 help="The lens shows what the model predicts right after this token.")
     table = analysis.logit_lens_table(entry.model, cache, entry.tokenizer, position=position, k=LENS_K)
-    st.plotly_chart(viz.logit_lens_chart(table), theme=None, width="stretch", key="layers_lens")
+    st.plotly_chart(viz.logit_lens_chart(table), theme=None, width="stretch", key=Layers.LENS)
     st.markdown(lens_sentence(table, entry.model.config.n_layer))
     if position < T - 1:
         st.caption(f"Reading '{md(labels[position])}' at position {position}; the prompt actually continues with "
@@ -44,7 +45,7 @@ def residual_sizes(cache, labels, n_layer):
                "it, so it usually grows with depth.")
     norms = analysis.residual_norms(cache, n_layer)
     st.plotly_chart(viz.residual_norm_heatmap(norms, labels, analysis.layer_names(n_layer)), theme=None,
-                    width="stretch", key="layers_norms")
+                    width="stretch", key=Layers.NORMS)
 
 
 def ablation(entry, ids):
@@ -61,7 +62,7 @@ def ablation(entry, ids):
     options = [head_name(h) for h in all_heads]
     keep_known_heads(options)
     chosen = st.multiselect(
-        "Heads to silence", options, key=ABLATE, persist_state="session", placeholder="No ablation",
+        "Heads to silence", options, key=Layers.ABLATE, persist_state="session", placeholder="No ablation",
         help="L1 H2 is head 2 of block 1 (counting from 0, like the rows of the lens). A silenced head's output "
              "is set to zero, so it adds nothing to the residual stream.",
     )
@@ -69,7 +70,7 @@ def ablation(entry, ids):
         logits, _ = capture(entry, ids)
         st.plotly_chart(viz.next_token_bars(F.softmax(logits[0, -1].float(), dim=-1), tok.label, k=N_BARS,
                                             title="Next token with all heads"),
-                        theme=None, width="stretch", key="layers_bars_before")
+                        theme=None, width="stretch", key=Layers.BARS_BEFORE)
         st.caption("Pick one or more heads above to see what the prediction looks like without them.")
         return
 
@@ -80,11 +81,11 @@ def ablation(entry, ids):
     b1, b2 = st.columns(2)
     with b1:
         st.plotly_chart(viz.next_token_bars(effect["probs_before"], tok.label, k=N_BARS, title="All heads"),
-                        theme=None, width="stretch", key="layers_bars_before")
+                        theme=None, width="stretch", key=Layers.BARS_BEFORE)
     with b2:
         st.plotly_chart(viz.next_token_bars(effect["probs_after"], tok.label, k=N_BARS,
                                             title="Without " + ", ".join(chosen)),
-                        theme=None, width="stretch", key="layers_bars_after")
+                        theme=None, width="stretch", key=Layers.BARS_AFTER)
 
 
 def ablation_metrics(effect):

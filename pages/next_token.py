@@ -10,9 +10,10 @@ import torch
 
 from gptviz import generate, viz
 from ui import state
+from ui.state import NextToken
 from ui.common import capture, inspected, intro, prompt_ids, student_errors
 from ui.entry import require_app
-from ui.next_token import (BARS, PICK, SAMPLE, TOP_K, append, append_picked, on_bar_click, request, take_request,
+from ui.next_token import (append, append_picked, on_bar_click, request, take_request,
                            undo, undo_stack)
 
 N_BARS = 20  # the most likely tokens drawn as bars
@@ -36,18 +37,18 @@ def header():
 
 def sampling_settings(vocab: int) -> tuple[dict, str, int]:
     """The temperature, top-k, top-p and seed widgets: (settings for generate, a sentence about them, seed)."""
-    if st.session_state.get(TOP_K, 0) > vocab:  # a remembered value from a bigger vocabulary
-        st.session_state[TOP_K] = vocab
+    if st.session_state.get(NextToken.TOP_K, 0) > vocab:  # a remembered value from a bigger vocabulary
+        st.session_state[NextToken.TOP_K] = vocab
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2])
-    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="next_token_temperature",
+    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key=NextToken.TEMPERATURE,
                             persist_state="session",
                             help="Logits are divided by it before the softmax: below 1 sharpens the bars, above 1 "
                                  "flattens them. 0 means greedy: always the most likely token.")
-    top_k = c2.slider("Top-k", 0, vocab, step=1, key=TOP_K, persist_state="session",
+    top_k = c2.slider("Top-k", 0, vocab, step=1, key=NextToken.TOP_K, persist_state="session",
                       help="Keep only the k most likely tokens (0 = keep all).")
-    top_p = c3.slider("Top-p (nucleus)", 0.05, 1.0, 1.0, 0.05, key="next_token_top_p", persist_state="session",
+    top_p = c3.slider("Top-p (nucleus)", 0.05, 1.0, 1.0, 0.05, key=NextToken.TOP_P, persist_state="session",
                       help="Keep the most likely tokens until their probabilities add up to p (1 = keep all).")
-    seed = int(c4.number_input("Seed", 0, 2**31 - 1, 0, 1, key="next_token_seed", persist_state="session",
+    seed = int(c4.number_input("Seed", 0, 2**31 - 1, 0, 1, key=NextToken.SEED, persist_state="session",
                                help="The same seed, prompt and settings always sample the same tokens."))
     settings = dict(temperature=temperature, top_k=top_k or None, top_p=top_p)
     text = (f"temperature {temperature:g}" + (" (greedy)" if temperature == 0 else "")
@@ -66,7 +67,7 @@ def serve_request(what, entry, ids, settings, settings_text, seed):
     if what == "many":
         start = time.perf_counter()
         new = generate.generate(model, ids, N_SAMPLE, seed=seed, **settings)
-        st.session_state[SAMPLE] = dict(source=(entry.key, id(model), tuple(ids)), new=new,
+        st.session_state[NextToken.SAMPLE] = dict(source=(entry.key, id(model), tuple(ids)), new=new,
                                         seconds=time.perf_counter() - start, settings=settings_text, seed=seed)
 
 
@@ -87,25 +88,25 @@ def bars_and_buttons(tok, probs, raw, settings_text, prompt_text):
     stack = undo_stack(prompt_text)
     shown = [int(i) for i in torch.argsort(-probs, stable=True)[:N_BARS] if probs[i] > 0]
     compare = st.toggle("Compare with the model's own distribution (temperature 1, no top-k / top-p)",
-                        key="next_token_compare", persist_state="session")
+                        key=NextToken.COMPARE, persist_state="session")
     bars = viz.next_token_bars(probs, tok.label, k=N_BARS, title=f"Next token ({settings_text})")
     chart_cols = st.columns(2) if compare else [st.container()]
     with chart_cols[0]:
-        st.plotly_chart(bars, theme=None, width="stretch", key=BARS,
+        st.plotly_chart(bars, theme=None, width="stretch", key=NextToken.BARS,
                         on_select=lambda: on_bar_click(tok, shown), selection_mode="points")
     if compare:
         with chart_cols[1]:
             st.plotly_chart(viz.next_token_bars(raw, tok.label, k=N_BARS, title="The model's own distribution"),
-                            theme=None, width="stretch", key="next_token_raw_bars")
+                            theme=None, width="stretch", key=NextToken.RAW_BARS)
     st.caption("Click a bar to append that token to the prompt, or use the buttons below.")
 
     a1, a2, a3, a4 = st.columns([4, 1, 1.3, 1], vertical_alignment="bottom")
-    a1.selectbox("Token to append", shown, key=PICK,
+    a1.selectbox("Token to append", shown, key=NextToken.PICK,
                  format_func=lambda i: f"{tok.label(i)}   ({float(probs[i]):.1%})")
-    a2.button("Append", key="next_token_append", on_click=append_picked, args=(tok,), width="stretch")
-    a3.button("Sample one", key="next_token_sample_one", on_click=request, args=("one",), width="stretch",
+    a2.button("Append", key=NextToken.APPEND, on_click=append_picked, args=(tok,), width="stretch")
+    a3.button("Sample one", key=NextToken.SAMPLE_ONE, on_click=request, args=("one",), width="stretch",
               help="Draw one token from the bars above, with the seed.")
-    a4.button("Undo", key="next_token_undo_button", on_click=undo, disabled=not stack, width="stretch",
+    a4.button("Undo", key=NextToken.UNDO_BUTTON, on_click=undo, disabled=not stack, width="stretch",
               help="Remove the last token appended here.")
 
 
@@ -114,9 +115,9 @@ def continuation(entry, ids):
     st.subheader(f"Let it write {N_SAMPLE} tokens")
     st.caption("With the settings above and the seed: greedy (temperature 0) soon repeats itself; "
                "high temperature makes up words.")
-    st.button(f"Sample {N_SAMPLE} tokens", key="next_token_sample_many", type="primary", on_click=request,
+    st.button(f"Sample {N_SAMPLE} tokens", key=NextToken.SAMPLE_MANY, type="primary", on_click=request,
               args=("many",))
-    sample = st.session_state.get(SAMPLE)
+    sample = st.session_state.get(NextToken.SAMPLE)
     if sample and sample["source"] == (entry.key, id(entry.model), tuple(ids)):  # made from this model and prompt
         st.html(
             '<div style="font-family:monospace;white-space:pre-wrap;line-height:1.5;color:#000">'

@@ -6,6 +6,7 @@ from gptviz.model import PRESET_TITLES, PRESETS
 from ui import data, models, state, training
 from ui.common import intro, student_errors
 from ui.entry import require_app
+from ui.state import Train
 from ui.training import key
 
 require_app()
@@ -81,17 +82,17 @@ batch = training.latest_batch()
 run = batch[-1] if batch else None  # the run Save and Download act on
 active = any(not r.trainer.done for r in batch)
 buttons = st.columns([1, 1, 1, 2, 2])
-buttons[0].button("Train", type="primary", on_click=training.start, disabled=active, key="train_start")
+buttons[0].button("Train", type="primary", on_click=training.start, disabled=active, key=Train.START)
 if active:
     paused = all(r.trainer.status == "paused" for r in batch if not r.trainer.done)
-    buttons[1].button("Resume" if paused else "Pause", key="train_pause", args=(batch,),
+    buttons[1].button("Resume" if paused else "Pause", key=Train.PAUSE, args=(batch,),
                       on_click=training.resume if paused else training.pause)
-    buttons[2].button("Stop", key="train_stop", on_click=training.stop, args=(batch,))
-buttons[4].button("Run the whole ladder", key="train_ladder", on_click=training.start_ladder, disabled=active,
+    buttons[2].button("Stop", key=Train.STOP, on_click=training.stop, args=(batch,))
+buttons[4].button("Run the whole ladder", key=Train.LADDER, on_click=training.start_ladder, disabled=active,
                   help="Bigram → single head → multi-head → blocks → GPT on this text, each with these training "
                        "settings: the lecture's results table, live.")
-if st.session_state.get(training.ERROR):
-    st.error(st.session_state[training.ERROR], icon="⚠️")
+if st.session_state.get(Train.ERROR):
+    st.error(st.session_state[Train.ERROR], icon="⚠️")
 st.caption("🔗 The address bar holds these settings: share the link and everyone opens this configuration.")
 
 
@@ -125,7 +126,7 @@ def live_view():
     for r in batch:
         progress(r)
     st.plotly_chart(viz.loss_chart([run_curves(r) for r in batch], run.tokenizer.vocab_size, best_val_marker=True),
-                    theme=None, key="train_live_chart")
+                    theme=None, key=Train.LIVE_CHART)
     t = run.trainer
     for hint in analysis.loss_hints(t.history, run.tokenizer.vocab_size, t.cfg.warmup_iters):
         st.info(hint, icon="💡")
@@ -145,36 +146,36 @@ live_view()
 if run is not None and not active and run.trainer.status == "diverged" and len(batch) == 1:
     lower = training.lower_rate(run.trainer.cfg.learning_rate)
     if lower:
-        st.button(f"Train again at learning rate {lower:g}", key="train_retry", icon="🔁",
+        st.button(f"Train again at learning rate {lower:g}", key=Train.RETRY, icon="🔁",
                   on_click=training.retry_lower, args=(lower,))
 
 if run is not None and not active and run.trainer.status != "error":
-    st.session_state.setdefault("train_save_name", free_name(f"{run.preset}-{corpus.split('.')[0]}",
+    st.session_state.setdefault(Train.SAVE_NAME, free_name(f"{run.preset}-{corpus.split('.')[0]}",
                                                              models.checkpoint_dir()))
     name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
-    name_col.text_input(f"Save {run.name} as", key="train_save_name",
+    name_col.text_input(f"Save {run.name} as", key=Train.SAVE_NAME,
                         help="Letters, digits, '-', '_' and '.'; saved in the checkpoints/ folder.")
-    button_col.button("Save checkpoint", key="train_save", on_click=training.save, args=(run,))
+    button_col.button("Save checkpoint", key=Train.SAVE, on_click=training.save, args=(run,))
     t = run.trainer
-    st.download_button("Download this model (.safetensors)", key="train_download", file_name=f"{run.preset}.safetensors",
+    st.download_button("Download this model (.safetensors)", key=Train.DOWNLOAD, file_name=f"{run.preset}.safetensors",
                        data=lambda: to_bytes(t.model, run.tokenizer, training.run_meta(run), t.snapshots),
                        help="One file: weights, settings, tokenizer, loss history and timeline snapshots. "
                             "Open it with the sidebar's uploader or `python -m gptviz sample --checkpoint FILE`.")
-    saved = st.session_state.get(training.SAVED)
+    saved = st.session_state.get(Train.SAVED)
     if saved:
         (st.success if saved[0] == "ok" else st.error)(saved[1])
 
 finished_runs = [r for r in state.runs().values() if r.trainer.done]
 if len(finished_runs) > 1:
     st.subheader("Compare your runs")
-    if not active and batch and st.session_state.get("train_compare_batch") != batch[-1].batch:
+    if not active and batch and st.session_state.get(Train.COMPARE_BATCH) != batch[-1].batch:
         # a finished batch (a ladder, or a single run) is what the student wants to compare first
-        st.session_state["train_compare_batch"] = batch[-1].batch
-        st.session_state["train_compare"] = [r.id for r in (batch if len(batch) > 1 else finished_runs[-3:])]
+        st.session_state[Train.COMPARE_BATCH] = batch[-1].batch
+        st.session_state[Train.COMPARE] = [r.id for r in (batch if len(batch) > 1 else finished_runs[-3:])]
     chosen_ids = st.multiselect("Runs", [r.id for r in finished_runs],
-                                format_func={r.id: r.name for r in finished_runs}.get, key="train_compare")
+                                format_func={r.id: r.name for r in finished_runs}.get, key=Train.COMPARE)
     picked = [state.runs()[i] for i in chosen_ids]
     if picked:
         st.plotly_chart(viz.loss_chart([run_curves(r) for r in picked], picked[0].tokenizer.vocab_size,
                                        best_val_marker=True, title="Loss of your runs"), theme=None)
-        st.dataframe([training.summary(r) for r in picked], hide_index=True, key="train_summary")
+        st.dataframe([training.summary(r) for r in picked], hide_index=True, key=Train.SUMMARY)

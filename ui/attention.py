@@ -7,39 +7,33 @@ import streamlit as st
 from gptviz.errors import GptvizError
 from gptviz.generate import generate
 
-# Keys of the page's widgets and state (all start with "attention_").
-REPLACE = "attention_replace_unknown"
-N_NEW, TEMPERATURE, SEED = "attention_n_new", "attention_temperature", "attention_seed"
-GENERATED, GENERATED_FOR, STEP = "attention_generated", "attention_generated_for", "attention_step"
-GENERATE_ERROR = "attention_generate_error"
-LAYER, HEAD, CELL = "attention_layer", "attention_head", "attention_cell"
-QUERY, KEY = "attention_query", "attention_key"
-GRID_MEMO, HEAD_MEMO = "attention_grid_figure", "attention_head_figure"
+from .state import Attention
+
 
 
 def own_generated(owner: tuple):
     """Generated tokens belong to one model and one prompt: anything else clears them."""
-    if st.session_state.get(GENERATED_FOR) != owner:
-        st.session_state[GENERATED] = []
-        st.session_state[GENERATED_FOR] = owner
+    if st.session_state.get(Attention.GENERATED_FOR) != owner:
+        st.session_state[Attention.GENERATED] = []
+        st.session_state[Attention.GENERATED_FOR] = owner
 
 
 def generate_tokens(model, prompt_ids: list[int], owner: tuple):
     """The Generate button's callback: it runs before the page, so the new tokens show in this very run."""
     try:
-        new = generate(model, prompt_ids, int(st.session_state[N_NEW]),
-                       temperature=float(st.session_state[TEMPERATURE]), seed=int(st.session_state[SEED]))
+        new = generate(model, prompt_ids, int(st.session_state[Attention.N_NEW]),
+                       temperature=float(st.session_state[Attention.TEMPERATURE]), seed=int(st.session_state[Attention.SEED]))
     except GptvizError as e:
-        st.session_state[GENERATE_ERROR] = str(e)
+        st.session_state[Attention.GENERATE_ERROR] = str(e)
         return
-    st.session_state[GENERATED], st.session_state[GENERATED_FOR] = new, owner
-    st.session_state[STEP] = len(new)
-    st.session_state[QUERY] = len(prompt_ids) + len(new) - 1  # the newest token asks
+    st.session_state[Attention.GENERATED], st.session_state[Attention.GENERATED_FOR] = new, owner
+    st.session_state[Attention.STEP] = len(new)
+    st.session_state[Attention.QUERY] = len(prompt_ids) + len(new) - 1  # the newest token asks
 
 
 def follow_newest(prompt_length: int):
     """Moving the step slider makes the newest token the query."""
-    st.session_state[QUERY] = prompt_length + st.session_state[STEP] - 1
+    st.session_state[Attention.QUERY] = prompt_length + st.session_state[Attention.STEP] - 1
 
 
 def clicked_cells(event) -> list[tuple[int, int]]:
@@ -63,6 +57,6 @@ def clicked_cells(event) -> list[tuple[int, int]]:
 
 
 def on_cell_click():
-    cells = clicked_cells(st.session_state.get(CELL))
+    cells = clicked_cells(st.session_state.get(Attention.CELL))
     if cells:
-        st.session_state[QUERY], st.session_state[KEY] = cells[-1]
+        st.session_state[Attention.QUERY], st.session_state[Attention.KEY] = cells[-1]

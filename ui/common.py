@@ -46,7 +46,7 @@ def default_prompt(model: ModelEntry) -> str:
 
 def prompt_input(model: ModelEntry, page: str, label: str = "Prompt") -> str:
     """A prompt box whose text follows the student from page to page."""
-    key = f"prompt_{page}"
+    key = state.prompt_widget(page)
     if state.get(state.PROMPT) is None:
         state.put(state.PROMPT, default_prompt(model))
     st.session_state[key] = state.get(state.PROMPT)  # each page has its own widget; the text is shared
@@ -70,12 +70,11 @@ def encode_prompt(model: ModelEntry, text: str, replace_unknown: bool = False) -
     return ids
 
 
-_CAPTURES = "captures"
 
 
 def capture(model: ModelEntry, ids: list[int]):
     """run_with_cache, remembered per session for the last few (model, prompt) pairs."""
-    memo: OrderedDict = st.session_state.setdefault(_CAPTURES, OrderedDict())
+    memo: OrderedDict = st.session_state.setdefault(state.CAPTURES, OrderedDict())
     key = (model.key, id(model.model), tuple(ids))
     if key not in memo:
         memo[key] = model.model.run_with_cache(torch.tensor([ids]))
@@ -85,12 +84,11 @@ def capture(model: ModelEntry, ids: list[int]):
     return memo[key]
 
 
-_SCORES = "head_scores"
 
 
 def head_scores(model: ModelEntry) -> dict:
     """Detector scores of every head (previous token, sink, duplicate, induction), once per model."""
-    memo = st.session_state.setdefault(_SCORES, {})
+    memo = st.session_state.setdefault(state.HEAD_SCORES, {})
     key = (model.key, id(model.model))
     if key not in memo:
         text = corpus_text(model.corpus)[-20_000:] if model.corpus in CORPORA else default_prompt(model)

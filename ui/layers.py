@@ -6,16 +6,14 @@ import re
 
 import streamlit as st
 
-POSITION = "layers_position"
-POSITION_FOR = "layers_position_for"  # the prompt length the position slider was last drawn for
-ABLATE = "layers_ablate"
+from .state import Layers
 
 
 def position_for(T: int):
     """A new prompt length sends the position slider back to the last token."""
-    if st.session_state.get(POSITION_FOR) != T or st.session_state.get(POSITION) not in range(T):
-        st.session_state[POSITION] = T - 1
-    st.session_state[POSITION_FOR] = T
+    if st.session_state.get(Layers.POSITION_FOR) != T or st.session_state.get(Layers.POSITION) not in range(T):
+        st.session_state[Layers.POSITION] = T - 1
+    st.session_state[Layers.POSITION_FOR] = T
 
 
 def head_name(head: tuple[int, int]) -> str:
@@ -24,9 +22,9 @@ def head_name(head: tuple[int, int]) -> str:
 
 def keep_known_heads(options: list[str]):
     """Drop remembered heads this model does not have (picked on a bigger model)."""
-    remembered = st.session_state.get(ABLATE) or []
+    remembered = st.session_state.get(Layers.ABLATE) or []
     if any(name not in options for name in remembered):
-        st.session_state[ABLATE] = [name for name in remembered if name in options]
+        st.session_state[Layers.ABLATE] = [name for name in remembered if name in options]
 
 
 def md(text: str) -> str:

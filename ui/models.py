@@ -137,10 +137,10 @@ def delete(key: str):
 
 def uploader():
     """Open a checkpoint file from the student's computer: it joins this session's models only."""
-    upload = st.sidebar.file_uploader("Open a checkpoint (.safetensors)", type=["safetensors"], key="model_upload")
-    if upload is None or upload.file_id == st.session_state.get(_UPLOAD_ID):
+    upload = st.sidebar.file_uploader("Open a checkpoint (.safetensors)", type=["safetensors"], key=state.MODEL_UPLOAD)
+    if upload is None or upload.file_id == st.session_state.get(state.MODEL_UPLOAD_ID):
         return
-    st.session_state[_UPLOAD_ID] = upload.file_id
+    st.session_state[state.MODEL_UPLOAD_ID] = upload.file_id
     try:
         ck = load_checkpoint(upload.getvalue())
     except GptvizError as e:
@@ -150,8 +150,6 @@ def uploader():
     state.uploaded_models()[name] = ck
     st.session_state[state.MODEL] = str(ModelKey(ModelKey.UP, name))
 
-
-_UPLOAD_ID = "model_upload_id"
 
 
 def current() -> ModelEntry | None:

@@ -5,20 +5,17 @@ from __future__ import annotations
 import streamlit as st
 
 from . import state
+from .state import NextToken
 
-UNDO = "next_token_undo"  # [(prompt before, prompt after)] of the tokens appended here, newest last
-SAMPLE = "next_token_sample"  # the last "Sample N tokens" result, for the prompt it was made from
-# A sampling button only leaves a request; the next script run serves it with its own prompt, settings and seed.
-# (A callback would see the previous run's prompt, and st.button's True is lost when a run restarts.)
-REQUEST = "next_token_request"
-BARS, PICK, TOP_K = "next_token_bars", "next_token_pick", "next_token_top_k"
+# A sampling button only leaves a request (NextToken.REQUEST); the next script run serves it with its own prompt,
+# settings and seed. (A callback would see the previous run's prompt, and st.button's True is lost when a run restarts.)
 
 
 def append(tok, token: int):
     """Append a token to the shared prompt, remembering how to undo it."""
     before = state.get(state.PROMPT)
     after = before + tok.decode([token])
-    st.session_state.setdefault(UNDO, []).append((before, after))
+    st.session_state.setdefault(NextToken.UNDO, []).append((before, after))
     state.put(state.PROMPT, after)
 
 
@@ -37,28 +34,28 @@ def clicked_token(event, shown: list[int]) -> int | None:
 
 
 def on_bar_click(tok, shown: list[int]):
-    token = clicked_token(st.session_state.get(BARS), shown)
+    token = clicked_token(st.session_state.get(NextToken.BARS), shown)
     if token is not None:
         append(tok, token)
 
 
 def append_picked(tok):
-    token = st.session_state.get(PICK)
+    token = st.session_state.get(NextToken.PICK)
     if token is not None:
         append(tok, int(token))
 
 
 def request(what: str):
-    st.session_state[REQUEST] = what
+    st.session_state[NextToken.REQUEST] = what
 
 
 def take_request() -> str | None:
     """A sampling button pressed in the last run ("one" or "many"), served once."""
-    return st.session_state.pop(REQUEST, None)
+    return st.session_state.pop(NextToken.REQUEST, None)
 
 
 def undo():
-    stack = st.session_state.get(UNDO) or []
+    stack = st.session_state.get(NextToken.UNDO) or []
     if stack:
         before, _ = stack.pop()
         state.put(state.PROMPT, before)
@@ -66,7 +63,7 @@ def undo():
 
 def undo_stack(prompt: str) -> list:
     """The appended tokens that can still be undone: none once the student has edited the prompt by hand."""
-    stack = st.session_state.setdefault(UNDO, [])
+    stack = st.session_state.setdefault(NextToken.UNDO, [])
     if stack and stack[-1][1] != prompt:
         stack.clear()
     return stack

@@ -1,6 +1,8 @@
 """Every st.session_state key the app uses, with its default, in one place.
 
-Pages read and write session state only through these names, so no page invents its own spelling.
+Pages and ui/ modules read and write session state only through these names (widget keys included), so no
+page invents its own spelling; each page's keys start with its name. tests/test_state_keys.py checks that no
+other file spells a key.
 """
 
 from __future__ import annotations
@@ -29,6 +31,103 @@ MODEL = "model_key"  # key of the selected model (see ui.models); also the picke
 DELETE_MODEL = "delete_model"  # the button that removes the picked run or opened file from this tab
 LOADED = "loaded_checkpoints"  # checkpoint path -> (mtime, Checkpoint), this session's own copies
 PROMPT = "prompt"  # the prompt shared by the inspection pages
+MODEL_UPLOAD = "model_upload"  # the sidebar's uploader of checkpoint files
+MODEL_UPLOAD_ID = "model_upload_id"  # the uploader's file id last opened: a new file replaces it
+CAPTURES = "captures"  # (model, prompt) -> activation cache, this session's memo (ui.common)
+HEAD_SCORES = "head_scores"  # (model, prompt) -> head-detector scores, this session's memo (ui.common)
+TIMELINE_MODELS = "timeline_models"  # this session's models rebuilt from snapshots (ui.timeline)
+
+
+def prompt_widget(page: str) -> str:
+    """Each page's own prompt box (the text itself is shared: PROMPT)."""
+    return f"prompt_{page}"
+
+
+def timeline_widget(page: str) -> str:
+    """Each page's training-step slider."""
+    return f"{page}_timeline"
+
+
+def train_setting(name: str) -> str:
+    """A Train page slider's key, train_<setting>: also its query parameter in a shared link."""
+    return f"train_{name}"
+
+
+class Data:
+    """The Data & tokens page."""
+    UPLOAD = "data_upload"
+    SENTENCE = "data_sentence"
+    REPLAY_SENTENCE = "data_replay_sentence"
+    REPLAY_N = "data_replay_n"
+
+
+class Train:
+    """The Train page (ui.training)."""
+    ERROR = "train_error"  # a message from the last Start click
+    SAVED = "train_saved"  # ("ok" | "error", message) from the last Save click
+    START, PAUSE, STOP, LADDER, RETRY = "train_start", "train_pause", "train_stop", "train_ladder", "train_retry"
+    LIVE_CHART = "train_live_chart"
+    SAVE_NAME, SAVE, DOWNLOAD = "train_save_name", "train_save", "train_download"
+    COMPARE, COMPARE_BATCH = "train_compare", "train_compare_batch"  # the runs compared; the batch that chose them
+    SUMMARY = "train_summary"
+
+
+class Attention:
+    """The Attention page (ui.attention)."""
+    REPLACE = "attention_replace_unknown"
+    N_NEW, TEMPERATURE, SEED = "attention_n_new", "attention_temperature", "attention_seed"
+    GENERATED, GENERATED_FOR, STEP = "attention_generated", "attention_generated_for", "attention_step"
+    GENERATE_ERROR = "attention_generate_error"
+    LAYER, HEAD, CELL = "attention_layer", "attention_head", "attention_cell"
+    QUERY, KEY = "attention_query", "attention_key"
+    GRID_MEMO, HEAD_MEMO = "attention_grid_figure", "attention_head_figure"
+    GENERATE, DOWNLOAD, DETECTORS = "attention_generate", "attention_download", "attention_detectors"
+    GRID_CHART, ROW_CHART, COLUMN_CHART = "attention_grid_chart", "attention_row_chart", "attention_column_chart"
+
+
+class Embeddings:
+    """The Embeddings page."""
+    DIMS, COLOUR, TOP_N = "embeddings_dims", "embeddings_colour", "embeddings_top_n"
+    TOKEN, K = "embeddings_token", "embeddings_k"
+    COUNTS = "embeddings_counts"  # (corpus, tokenizer, vocab) -> token counts, this session's own memo
+    TOKENS_CHART = "embeddings_tokens_chart"
+    POSITIONS_CHART = "embeddings_positions_chart"
+    NEIGHBOURS_CHART = "embeddings_neighbours_chart"
+
+
+class NextToken:
+    """The Next token page (ui.next_token)."""
+    UNDO = "next_token_undo"  # [(prompt before, prompt after)] of the tokens appended here, newest last
+    SAMPLE = "next_token_sample"  # the last "Sample N tokens" result, for the prompt it was made from
+    REQUEST = "next_token_request"  # a sampling button's request, served by the next script run
+    BARS, PICK, TOP_K = "next_token_bars", "next_token_pick", "next_token_top_k"
+    TEMPERATURE, TOP_P, SEED = "next_token_temperature", "next_token_top_p", "next_token_seed"
+    COMPARE, RAW_BARS = "next_token_compare", "next_token_raw_bars"
+    APPEND, SAMPLE_ONE, SAMPLE_MANY = "next_token_append", "next_token_sample_one", "next_token_sample_many"
+    UNDO_BUTTON = "next_token_undo_button"
+
+
+class Layers:
+    """The Inside-the-layers page (ui.layers)."""
+    POSITION = "layers_position"
+    POSITION_FOR = "layers_position_for"  # the prompt length the position slider was last drawn for
+    ABLATE = "layers_ablate"
+    LENS, NORMS = "layers_lens", "layers_norms"
+    BARS_BEFORE, BARS_AFTER = "layers_bars_before", "layers_bars_after"
+
+
+class Compare:
+    """The Compare page."""
+    A, B = "compare_a", "compare_b"
+    LOSS, TEMPERATURE = "compare_loss", "compare_temperature"
+
+    @staticmethod
+    def grid(side: str) -> str:
+        return f"compare_grid_{side}"
+
+    @staticmethod
+    def bars(side: str) -> str:
+        return f"compare_bars_{side}"
 
 DEFAULTS = {
     CORPUS: "tinyshakespeare",

@@ -14,9 +14,9 @@ import torch
 
 from gptviz.model import GPT
 
+from . import state
 from .models import ModelEntry
 
-_MODELS = "timeline_models"  # this session's models rebuilt from snapshots
 
 
 def final_step(entry: ModelEntry) -> int:
@@ -31,7 +31,7 @@ def steps(entry: ModelEntry) -> list[int]:
 
 
 def _model_at(entry: ModelEntry, step: int) -> GPT:
-    memo: OrderedDict = st.session_state.setdefault(_MODELS, OrderedDict())
+    memo: OrderedDict = st.session_state.setdefault(state.TIMELINE_MODELS, OrderedDict())
     key = (entry.key, id(entry.model), step)
     if key not in memo:
         with torch.device("meta"):  # no random init: every weight comes from the snapshot
@@ -52,7 +52,7 @@ def pick(entry: ModelEntry, page: str, start: int | None = None, label: str = "T
     options = steps(entry)
     if len(options) < 2:
         return entry
-    key = f"{page}_timeline"
+    key = state.timeline_widget(page)
     if st.session_state.get(key) not in options:  # another model was picked: start again
         st.session_state[key] = start if start in options else options[-1]
     step = st.select_slider(label, options, key=key,

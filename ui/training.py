@@ -16,17 +16,13 @@ from gptviz.model import PRESETS, GPTConfig, preset_config
 from gptviz.train import TrainConfig, Trainer
 
 from . import data, models, state
+from .state import Train
+from .state import train_setting as key
 
-ERROR = "train_error"  # a message from the last Start click
-SAVED = "train_saved"  # ("ok" | "error", message) from the last Save click
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embd", "mlp", "residual", "layernorm")
 DEFAULT_PRESET = "gpt"
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 1e-1, 1.0]  # the slider's stops
 ABANDON_AFTER_S = 120  # a run nobody has watched this long stops (a Wi-Fi blip is shorter)
-
-
-def key(name: str) -> str:
-    return f"train_{name}"
 
 
 def preset_values(preset: str) -> dict:
@@ -107,7 +103,7 @@ def latest_batch() -> list[state.Run]:
 
 def _new_runs(presets: list[str] | None):
     """Build one trainer per preset (None: the sliders as they are), then queue them all."""
-    st.session_state[ERROR] = None
+    st.session_state[Train.ERROR] = None
     try:
         chosen = data.chosen_data()
         if chosen is None:
@@ -121,7 +117,7 @@ def _new_runs(presets: list[str] | None):
             budget.check_fits(budget.estimate(config, cfg))
         trainers = {p: Trainer(c, cfg, token_data, abandon_after_s=ABANDON_AFTER_S) for p, c in configs.items()}
     except GptvizError as e:
-        st.session_state[ERROR] = str(e)
+        st.session_state[Train.ERROR] = str(e)
         return
     batch = max((r.batch for r in state.runs().values()), default=0) + 1
     for preset, trainer in trainers.items():
@@ -172,7 +168,7 @@ def stop(runs: list[state.Run]):
 
 def save(run: state.Run):
     """on_click of Save: write the run as a checkpoint under the name typed by the student."""
-    name = st.session_state["train_save_name"].strip()
+    name = st.session_state[Train.SAVE_NAME].strip()
     try:
         path = checkpoint_path(name, models.checkpoint_dir())
         if path.stem == models.DEFAULT_CHECKPOINT:
@@ -184,10 +180,10 @@ def save(run: state.Run):
         t = run.trainer
         save_checkpoint(path, t.model, run.tokenizer, run_meta(run), t.snapshots)
     except GptvizError as e:
-        st.session_state[SAVED] = ("error", str(e))
+        st.session_state[Train.SAVED] = ("error", str(e))
         return
     run.saved_as = path.stem
-    st.session_state[SAVED] = ("ok", f"Saved as {path.name}: it is in the model picker for everyone on this server.")
+    st.session_state[Train.SAVED] = ("ok", f"Saved as {path.name}: it is in the model picker for everyone on this server.")
 
 
 def sidebar_status():

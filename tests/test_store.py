@@ -104,3 +104,17 @@ def test_an_expired_tab_loses_its_runs_and_a_training_stops(app, monkeypatch):
     assert train.session_state[state.TAB].runs == {} and not train.exception
     run.trainer.join(30)
     assert run.trainer.status == "stopped"
+
+
+def test_the_heartbeat_follows_the_token_so_a_reloaded_tab_keeps_a_training_alive(app):
+    train = small(app.switch_page("pages/train.py").run(), iters=5000)
+    train.button(key="train_start").click().run()
+    run = latest(train)
+    assert poll_until(train, lambda: run.trainer.step > 0)
+    run.trainer.last_seen -= 100  # as if the old page had been gone for 100 of the 120 s grace
+    before = run.trainer.last_seen
+    AppTest.from_function(_reloaded_tab, args=(train.session_state[state.TAB].token,)).run()
+    assert run.trainer.last_seen > before + 99 and not run.trainer.unwatched()  # the new page's heartbeat
+    assert run.trainer.status == "running"  # adopted, not restarted
+    run.trainer.stop()
+    run.trainer.join(30)

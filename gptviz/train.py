@@ -22,6 +22,7 @@ import logging
 import math
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Callable
@@ -174,28 +175,21 @@ class _Loop:
     stop_all: bool = False  # in a process group: some rank asked to stop (agreed at the last step)
 
 
-class Trainer:
-    def __init__(self, model: GPT | GPTConfig, cfg: TrainConfig, data: "TokenData",
-                 on_event: Callable[[TrainEvent], None] | None = None, abandon_after_s: float | None = None):
-        cfg.validate()
-        self.cfg = cfg
-        self.data = data
-        # Under torchrun (a process group is set up) every rank runs this Trainer in lockstep.
-        self.distributed = distributed.active()
-        self.rank = distributed.rank() if self.distributed else 0
-        self.world_size = distributed.world_size() if self.distributed else 1
-        self.is_main = self.rank == 0  # the rank that evaluates, samples and keeps snapshots
-        self.device = distributed.training_device(cfg.device) if self.distributed else pick_device(cfg.device)
-        self.model = (build_model(model, cfg.seed) if isinstance(model, GPTConfig) else model).to(self.device)
-        if self.model.config.vocab_size < data.tokenizer.vocab_size:
-            raise ConfigError(
-                f"The model knows {self.model.config.vocab_size} tokens but the tokenizer has "
-                f"{data.tokenizer.vocab_size}."
-            )
-        data.check_block_size(self.model.config.block_size)
+def check_data(config: GPTConfig, data: "TokenData"):
+    """The text must fit the model: every token has an embedding, and a window of block_size fits."""
+    if config.vocab_size < data.tokenizer.vocab_size:
+        raise ConfigError(f"The model knows {config.vocab_size} tokens but the tokenizer has "
+                          f"{data.tokenizer.vocab_size}.")
+    data.check_block_size(config.block_size)
+
+
+class RunState:
+    """What a training shows its watchers, wherever it runs (a Trainer here, a worker's mirror in
+    workers.py): status, history, snapshots, speed, and the heartbeat that keeps it going."""
+
+    def __init__(self, abandon_after_s: float | None = None, on_event: Callable[[TrainEvent], None] | None = None):
         self.on_event = on_event
-        self.on_finish: Callable[["Trainer"], None] | None = None  # called once, from the training thread
-        self.snapshot_steps = sorted(set(cfg.snapshot_steps or log_spaced_steps(cfg.max_iters)))
+        self.on_finish: Callable[[RunState], None] | None = None  # called once, when the run has ended
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self.history = {"step": [], "train_loss": [], "lr": [], "eval_step": [], "val_loss": [],
                         "eval_train_loss": [], "samples": []}
@@ -212,6 +206,49 @@ class Trainer:
         self.abandon_after_s = abandon_after_s
         self.last_seen = time.monotonic()
         self.abandoned = False
+        self.traceback: str | None = None  # of an unexpected failure
+
+    def heartbeat(self):
+        self.last_seen = time.monotonic()
+
+    def unwatched(self) -> bool:
+        """No heartbeat for abandon_after_s: the student's browser tab was closed."""
+        return self.abandon_after_s is not None and time.monotonic() - self.last_seen > self.abandon_after_s
+
+    @property
+    def done(self) -> bool:
+        return Status(self.status).done
+
+    def set_status(self, status: Status, message: str | None = None):
+        """The one place a run's status changes: every change is an event that watchers see."""
+        if message is not None:
+            self.message = message
+        self.status = Status(status)
+        self._emit("status", self.step, status=str(self.status), message=self.message)
+
+    def _emit(self, kind: str, step: int, **data):
+        event = TrainEvent(kind, step, data)
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+class Trainer(RunState):
+    def __init__(self, model: GPT | GPTConfig, cfg: TrainConfig, data: "TokenData",
+                 on_event: Callable[[TrainEvent], None] | None = None, abandon_after_s: float | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.data = data
+        # Under torchrun (a process group is set up) every rank runs this Trainer in lockstep.
+        self.distributed = distributed.active()
+        self.rank = distributed.rank() if self.distributed else 0
+        self.world_size = distributed.world_size() if self.distributed else 1
+        self.is_main = self.rank == 0  # the rank that evaluates, samples and keeps snapshots
+        self.device = distributed.training_device(cfg.device) if self.distributed else pick_device(cfg.device)
+        self.model = (build_model(model, cfg.seed) if isinstance(model, GPTConfig) else model).to(self.device)
+        check_data(self.model.config, data)
+        super().__init__(abandon_after_s, on_event)
+        self.snapshot_steps = sorted(set(cfg.snapshot_steps or log_spaced_steps(cfg.max_iters)))
         self._good_state: dict[str, torch.Tensor] | None = None  # weights to fall back on, and their step
         self._good_step: int | None = None
         self._stop = threading.Event()
@@ -245,13 +282,6 @@ class Trainer:
         self.abandoned = True
         self.stop()
 
-    def heartbeat(self):
-        self.last_seen = time.monotonic()
-
-    def unwatched(self) -> bool:
-        """No heartbeat for abandon_after_s: the student's browser tab was closed."""
-        return self.abandon_after_s is not None and time.monotonic() - self.last_seen > self.abandon_after_s
-
     def _should_stop(self) -> bool:
         self.abandoned = self.abandoned or self.unwatched()
         return self.abandoned or self._stop.is_set()
@@ -259,17 +289,6 @@ class Trainer:
     def join(self, timeout: float | None = None):
         if self._thread is not None:
             self._thread.join(timeout)
-
-    @property
-    def done(self) -> bool:
-        return Status(self.status).done
-
-    def set_status(self, status: Status, message: str | None = None):
-        """The one place a run's status changes: every change is an event that watchers see."""
-        if message is not None:
-            self.message = message
-        self.status = Status(status)
-        self._emit("status", self.step, status=str(self.status), message=self.message)
 
     # --- the loop ---------------------------------------------------------------
 
@@ -291,6 +310,7 @@ class Trainer:
             self._fail(str(e))
         except Exception as e:  # a bug, or the machine (out of memory): the server's log gets the traceback
             log.exception("training failed at step %d", self.step)
+            self.traceback = traceback.format_exc()  # for a server in another process (workers.py)
             self._fail(unexpected_failure(self.step, e, self._good_step))
         finally:
             if self.on_finish is not None:
@@ -490,12 +510,6 @@ class Trainer:
         # half precision: snapshots are for looking at, and there may be many of them
         self.snapshots[step] = {k: v.detach().to("cpu", torch.float16) for k, v in self.model.state_dict().items()}
         self._emit("snapshot", step)
-
-    def _emit(self, kind: str, step: int, **data):
-        event = TrainEvent(kind, step, data)
-        self.events.append(event)
-        if self.on_event is not None:
-            self.on_event(event)
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:

@@ -116,6 +116,9 @@ def progress(r: state.Run):
     eta = f" · ETA {t.eta_s:.0f} s" if t.eta_s and not t.done else ""
     st.progress(min(t.step / t.cfg.max_iters, 1.0), text=f"{r.name} — {t.status} · step {t.step}/"
                 f"{t.cfg.max_iters} · {t.tokens_per_sec:,.0f} tokens/s{eta}")
+    if getattr(t, "students", 1) > 1:  # identical requests share one training (gptviz/shared.py)
+        st.caption(f"🤝 Trained once for {t.students} students: everyone who asked for exactly these settings "
+                   "watches the same training.")
 
 
 @st.fragment(run_every=1.0 if active else None)

@@ -8,12 +8,12 @@ import streamlit as st
 import torch
 
 from gptviz import budget
+from gptviz.backends import Backend
 from gptviz.bench import matmul_peak_gflops
 from gptviz.checkpoints import checkpoint_path, free_name, save_checkpoint
 from gptviz.errors import GptvizError
-from gptviz.jobs import JobQueue
 from gptviz.model import PRESETS, GPTConfig, preset_config
-from gptviz.train import TrainConfig, Trainer
+from gptviz.train import TrainConfig
 
 from . import data, models, state
 from .state import Train
@@ -76,9 +76,10 @@ def train_config() -> TrainConfig:
 
 
 @st.cache_resource(show_spinner=False)
-def job_queue() -> JobQueue:
-    """One queue for the whole server: at most GPTVIZ_MAX_TRAININGS (default: CPU cores) train at once."""
-    return JobQueue(int(os.environ.get("GPTVIZ_MAX_TRAININGS", 0)) or None)
+def job_queue() -> Backend:
+    """One queue for the whole server: at most GPTVIZ_MAX_TRAININGS (default: CPU cores) train at once, in
+    worker processes, threads or on a Ray cluster (GPTVIZ_TRAINING_BACKEND, GPTVIZ_RAY_ADDRESS)."""
+    return Backend.from_env()
 
 
 @st.cache_resource(show_spinner=False)
@@ -102,7 +103,7 @@ def latest_batch() -> list[state.Run]:
 
 
 def _new_runs(presets: list[str] | None):
-    """Build one trainer per preset (None: the sliders as they are), then queue them all."""
+    """Queue one training per preset (None: the sliders as they are); identical requests share one."""
     st.session_state[Train.ERROR] = None
     try:
         chosen = data.chosen_data()
@@ -115,7 +116,7 @@ def _new_runs(presets: list[str] | None):
             {st.session_state[key("preset")]: model_config(vocab)}
         for config in configs.values():
             budget.check_fits(budget.estimate(config, cfg))
-        trainers = {p: Trainer(c, cfg, token_data, abandon_after_s=ABANDON_AFTER_S) for p, c in configs.items()}
+        trainers = {p: job_queue().submit(c, cfg, token_data, ABANDON_AFTER_S) for p, c in configs.items()}
     except GptvizError as e:
         st.session_state[Train.ERROR] = str(e)
         return
@@ -126,7 +127,6 @@ def _new_runs(presets: list[str] | None):
         run = state.Run(name=f"run {n}: {label} on {corpus} ({token_data.tokenizer.kind})", trainer=trainer,
                         tokenizer=token_data.tokenizer, corpus=corpus, preset=preset, batch=batch)
         state.runs()[run.id] = run
-        job_queue().submit(trainer)
 
 
 def start():

@@ -1,0 +1,92 @@
+"""Where trainings run: threads in the server, local worker processes (the default), or a Ray cluster.
+
+    backend = Backend.from_env()          # GPTVIZ_TRAINING_BACKEND, GPTVIZ_RAY_ADDRESS, GPTVIZ_MAX_TRAININGS
+    run = backend.submit(config, cfg, data, abandon_after_s=120)   # a Trainer-like handle, queued
+    backend.position(run); backend.cancel(run)
+
+Every backend gives the same handle (see workers.RemoteTrainer) and the same queue, and trains
+each identical request once (see shared.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .data import TokenData
+from .errors import ConfigError
+from .jobs import JobQueue
+from .model import GPTConfig
+from .shared import SharedRuns
+from .train import TrainConfig, Trainer
+
+KINDS = ("threads", "processes", "ray")  # GPTVIZ_TRAINING_BACKEND's values
+DEFAULT = "processes"
+
+
+def chosen_kind(env=os.environ) -> str:
+    """GPTVIZ_TRAINING_BACKEND if set, else "ray" when GPTVIZ_RAY_ADDRESS names a cluster, else the default."""
+    kind = env.get("GPTVIZ_TRAINING_BACKEND") or ("ray" if env.get("GPTVIZ_RAY_ADDRESS") else DEFAULT)
+    if kind not in KINDS:
+        raise ConfigError(f"GPTVIZ_TRAINING_BACKEND must be one of {', '.join(KINDS)}, not {kind!r}.")
+    return kind
+
+
+class Backend:
+    def __init__(self, kind: str = DEFAULT, max_running: int | None = None, ray_address: str | None = None,
+                 shared: SharedRuns | None = None):
+        self.kind = kind
+        self.pool = self.ray = None
+        if kind == "ray":
+            from .ray_backend import RayCluster  # Ray is optional: only a cluster install has it
+
+            self.ray = RayCluster(ray_address)
+            max_running = max_running or self.ray.slots()
+        self.queue = JobQueue(max_running)
+        if kind == "processes":
+            from .workers import WorkerPool
+
+            self.pool = WorkerPool(self.queue.max_running)
+        self.shared = shared if shared is not None else SharedRuns()
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "Backend":
+        return cls(chosen_kind(env), int(env.get("GPTVIZ_MAX_TRAININGS", 0)) or None, env.get("GPTVIZ_RAY_ADDRESS"))
+
+    @property
+    def max_running(self) -> int:
+        return self.queue.max_running
+
+    @property
+    def running(self) -> int:
+        return self.queue.running
+
+    @property
+    def waiting(self) -> int:
+        return self.queue.waiting
+
+    def new_trainer(self, config: GPTConfig, cfg: TrainConfig, data: TokenData, abandon_after_s: float | None = None):
+        """A fresh training on this backend, not yet queued."""
+        if self.kind == "threads":
+            return Trainer(config, cfg, data, abandon_after_s=abandon_after_s)
+        from .workers import RemoteTrainer
+
+        launch = self.pool.launch if self.pool is not None else self.ray.launch
+        return RemoteTrainer(config, cfg, data, launch, abandon_after_s)
+
+    def submit(self, config: GPTConfig, cfg: TrainConfig, data: TokenData, abandon_after_s: float | None = None):
+        """Queue a training, or join the identical one already trained or training (see shared.py)."""
+
+        def start():
+            return self.queue.submit(self.new_trainer(config, cfg, data, abandon_after_s))
+
+        return self.shared.request(config, cfg, data, start)
+
+    def position(self, run) -> int | None:
+        return self.queue.position(getattr(run, "trainer", run))
+
+    def cancel(self, run):
+        """Stop a student's run: it leaves a shared training, which stops once nobody else watches it."""
+        if hasattr(run, "leave"):
+            run.leave(self.queue.cancel)
+        else:
+            self.queue.cancel(run)

@@ -1,0 +1,213 @@
+"""Trainings in worker processes (real processes, real SIGKILL) and one training per identical request."""
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from gptviz.backends import Backend, chosen_kind
+from gptviz.errors import ConfigError
+from gptviz.jobs import JobQueue
+from gptviz.train import TrainConfig
+from gptviz.workers import RemoteTrainer, WorkerPool
+from tests.test_train import poisoned
+
+
+def quick(**kw):
+    return TrainConfig(**{**dict(max_iters=60, batch_size=8, eval_interval=30, eval_iters=2, sample_tokens=10), **kw})
+
+
+def wait_for(cond, seconds=60):
+    deadline = time.time() + seconds
+    while not cond() and time.time() < deadline:
+        time.sleep(0.02)
+    return cond()
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """Two worker processes, started once for the module (each imports torch: seconds)."""
+    return WorkerPool(2, threads=1)
+
+
+def test_a_worker_process_trains_and_streams_events(pool, small_config, shakespeare_char):
+    queue = JobQueue(2)
+    run = queue.submit(RemoteTrainer(small_config, quick(), shakespeare_char, pool.launch))
+    initial = run.model.wte.weight.detach().clone()
+    assert wait_for(lambda: 0 < len(run.history["step"]) < 60 or run.done)
+    streamed_mid_run = not run.done  # progress arrived before the end, not all at once
+    run.join(120)
+    assert streamed_mid_run and run.status == "finished", run.message
+    assert "gptviz-train" not in {t.name for t in threading.enumerate()}  # no training thread in this process
+    h = run.history
+    assert h["step"] == list(range(60)) and h["eval_step"] == [0, 30, 60]
+    assert all(isinstance(s, str) and s for s in h["samples"])
+    assert sorted(run.snapshots) == [0, 10, 30, 60]
+    assert run.snapshots[60]["wte.weight"].dtype == torch.float16
+    assert [e.data["status"] for e in run.events if e.kind == "status"] == ["queued", "running", "finished"]
+    # the final weights crossed the boundary: they are the worker's, and give the loss it measured
+    assert not torch.equal(run.model.wte.weight, initial)
+    assert torch.equal(run.model.wte.weight.half(), run.snapshots[60]["wte.weight"])
+    assert h["val_loss"][-1] < h["val_loss"][0] - 0.3
+    assert run.tokens_per_sec > 0 and run.elapsed_s > 0 and queue.running == 0
+
+
+def test_pause_resume_and_stop_cross_the_process_boundary(pool, small_config, shakespeare_char):
+    queue = JobQueue(2)
+    run = queue.submit(RemoteTrainer(small_config, quick(max_iters=100_000, eval_interval=10_000), shakespeare_char,
+                                     pool.launch))
+    assert wait_for(lambda: run.step > 3)
+    run.pause()
+    assert wait_for(lambda: run.status == "paused")
+    time.sleep(0.3)
+    held = run.step
+    time.sleep(0.5)
+    assert run.step == held
+    run.resume()
+    assert wait_for(lambda: run.step > held + 3)
+    queue.cancel(run)
+    run.join(30)
+    assert run.status == "stopped" and "kept" in run.message and queue.running == 0
+
+
+def test_a_killed_worker_fails_its_run_with_the_last_snapshot_while_another_finishes(
+        pool, small_config, shakespeare_char, caplog):
+    queue = JobQueue(2)
+    doomed = queue.submit(RemoteTrainer(small_config, quick(max_iters=100_000, eval_interval=10_000,
+                                                             snapshot_steps=[0, 10, 20]), shakespeare_char, pool.launch))
+    other = queue.submit(RemoteTrainer(small_config, quick(max_iters=150), shakespeare_char, pool.launch))
+    assert wait_for(lambda: doomed.step > 25 and 20 in doomed.snapshots)
+    (slot,) = [s for s in pool.slots if s.handle is doomed]
+    killed_pid = slot.process.pid
+    with caplog.at_level(logging.ERROR, logger="gptviz.workers"):
+        os.kill(killed_pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+        doomed.join(30)
+    assert doomed.status == "error" and "killed (signal 9)" in doomed.message
+    assert "last snapshot (step 20)" in doomed.message
+    assert torch.equal(doomed.model.wte.weight.half(), doomed.snapshots[20]["wte.weight"])
+    assert any("died" in r.getMessage() for r in caplog.records)
+    other.join(120)
+    assert other.status == "finished" and other.history["step"][-1] == 149
+    # the slot was refilled: a new process takes the next run
+    assert slot.process.pid != killed_pid and slot.process.poll() is None
+    again = queue.submit(RemoteTrainer(small_config, quick(max_iters=20, sample_tokens=0), shakespeare_char, pool.launch))
+    again.join(120)
+    assert again.status == "finished" and queue.running == 0
+
+
+def test_an_unexpected_error_in_a_worker_ends_the_run_as_error_and_logs_the_traceback(pool, caplog):
+    data = poisoned()
+    from gptviz.model import GPTConfig
+
+    config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    run = RemoteTrainer(config, quick(max_iters=5000, eval_interval=5000, eval_iters=1, sample_tokens=0), data,
+                        pool.launch)
+    with caplog.at_level(logging.ERROR, logger="gptviz.workers"):
+        JobQueue(2).submit(run)
+        run.join(120)
+    assert run.status == "error" and "IndexError" in run.message and 0 < run.step < 5000
+    assert "weights from step" in run.message
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("Traceback" in m and "IndexError" in m for m in logged), logged  # the worker's traceback, here
+    x, y = data.get_batch("val", 4, 16)
+    assert math.isfinite(run.model(x, y)[1].item())
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_identical_requests_train_once_and_every_student_gets_the_model(kind, small_config, shakespeare_char):
+    backend = Backend(kind, max_running=1)
+    cfg = quick(max_iters=40)
+    first = backend.submit(small_config, cfg, shakespeare_char, abandon_after_s=60)
+    second = backend.submit(small_config, quick(max_iters=40), shakespeare_char, abandon_after_s=60)  # joins
+    different = backend.submit(small_config, quick(max_iters=40, seed=7), shakespeare_char)  # its own training
+    assert backend.shared.trainings_started == 2 and first.trainer is second.trainer
+    assert first.students == second.students == 2 and different.students == 1
+    assert wait_for(lambda: first.done and second.done and different.done, 180)
+    assert first.status == second.status == "finished"
+    assert first.model is not second.model  # each student's own copy, with the same weights
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(first.model.wte.weight, different.model.wte.weight)
+    late = backend.submit(small_config, quick(max_iters=40), shakespeare_char)  # after the end: the result at once
+    assert late.done and late.students == 3 and backend.shared.trainings_started == 2
+    assert late.history["val_loss"] == first.history["val_loss"]
+
+
+def test_a_student_who_stops_a_shared_run_leaves_it_running_for_the_others(small_config, shakespeare_char):
+    backend = Backend("threads", max_running=1)
+    cfg = quick(max_iters=100_000, eval_interval=10_000, sample_tokens=0)
+    stays, leaves = (backend.submit(small_config, cfg, shakespeare_char) for _ in range(2))
+    assert wait_for(lambda: stays.step > 12)
+    backend.cancel(leaves)
+    assert leaves.done and leaves.status == "stopped" and "goes on for 1 other student" in leaves.message
+    assert not stays.done
+    step = stays.step
+    assert wait_for(lambda: stays.step > step + 3)  # still training
+    assert leaves.history["step"][-1] <= step  # the leaver's run froze where it left
+    backend.cancel(stays)  # the last watcher stops the training itself
+    stays.trainer.join(30)
+    assert stays.status == "stopped"
+
+
+def test_the_shared_cache_is_bounded(small_config, shakespeare_char):
+    from gptviz.shared import SharedRuns
+
+    backend = Backend("threads", max_running=1, shared=SharedRuns(max_entries=2))
+    runs = [backend.submit(small_config, quick(max_iters=2, eval_iters=1, sample_tokens=0, seed=s), shakespeare_char)
+            for s in range(4)]
+    assert wait_for(lambda: all(r.done for r in runs))
+    backend.submit(small_config, quick(max_iters=2, eval_iters=1, sample_tokens=0, seed=9), shakespeare_char)
+    assert len(backend.shared) <= 3  # two finished ones kept, plus the one that may still be running
+    assert all(r.status == "finished" for r in runs)  # forgetting them does not take them from their students
+
+
+def test_the_backend_is_chosen_by_environment():
+    assert chosen_kind({}) == "processes"
+    assert chosen_kind({"GPTVIZ_TRAINING_BACKEND": "threads"}) == "threads"
+    assert chosen_kind({"GPTVIZ_RAY_ADDRESS": "10.0.0.1:6379"}) == "ray"
+    with pytest.raises(ConfigError, match="threads, processes, ray"):
+        chosen_kind({"GPTVIZ_TRAINING_BACKEND": "gpu"})
+
+
+@pytest.fixture
+def fresh_backend(monkeypatch):
+    """The server-wide backend (an st.cache_resource) rebuilt: worker processes, nothing trained yet."""
+    from ui import training
+
+    monkeypatch.setenv("GPTVIZ_TRAINING_BACKEND", "processes")
+    training.job_queue.clear()
+    yield training.job_queue()
+    training.job_queue().pool.close()
+    training.job_queue.clear()
+
+
+def test_two_sessions_asking_for_the_same_run_train_it_once_and_both_get_the_model(fresh_backend):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_page_train import latest, poll_until, small
+
+    sessions = []
+    for _ in range(2):  # two students, two real Streamlit sessions of the app
+        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+        at.run()
+        at.switch_page("pages/train.py").run()
+        small(at, iters=60)
+        at.button(key="train_start").click().run()
+        sessions.append(at)
+    assert fresh_backend.shared.trainings_started == 1  # one training for both
+    for at in sessions:
+        assert poll_until(at, lambda: latest(at).trainer.done, 120)
+        at.run()
+        assert not at.exception and latest(at).trainer.status == "finished"
+        assert any("Trained once for 2 students" in c.value for c in at.caption)
+    a, b = (latest(at).trainer.model for at in sessions)
+    assert a is not b and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    for at in sessions:  # each student's own run, in their own model picker
+        assert f"🧪 {latest(at).name}" in at.sidebar.selectbox[0].options

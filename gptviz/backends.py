@@ -21,6 +21,7 @@ from .train import TrainConfig, Trainer
 
 KINDS = ("threads", "processes", "ray")  # GPTVIZ_TRAINING_BACKEND's values
 DEFAULT = "processes"
+RAY_QUEUE = 10**6  # our queue's limit with Ray: effectively none
 
 
 def chosen_kind(env=os.environ) -> str:
@@ -40,7 +41,7 @@ class Backend:
             from .ray_backend import RayCluster  # Ray is optional: only a cluster install has it
 
             self.ray = RayCluster(ray_address)
-            max_running = max_running or self.ray.slots()
+            max_running = RAY_QUEUE  # Ray's scheduler is the queue: hand every run to it at once
         self.queue = JobQueue(max_running)
         if kind == "processes":
             from .workers import WorkerPool
@@ -54,7 +55,8 @@ class Backend:
 
     @property
     def max_running(self) -> int:
-        return self.queue.max_running
+        """How many trainings run at once (on a cluster: its CPUs now, as computers join and leave)."""
+        return self.ray.slots() if self.ray is not None else self.queue.max_running
 
     @property
     def running(self) -> int:
@@ -82,7 +84,9 @@ class Backend:
         return self.shared.request(config, cfg, data, start)
 
     def position(self, run) -> int | None:
-        return self.queue.position(getattr(run, "trainer", run))
+        """How many trainings wait ahead of this one (None: it is not waiting)."""
+        trainer = getattr(run, "trainer", run)
+        return self.ray.position(trainer) if self.ray is not None else self.queue.position(trainer)
 
     def cancel(self, run):
         """Stop a student's run: it leaves a shared training, which stops once nobody else watches it."""

@@ -20,6 +20,7 @@ EPILOG = """examples:
   python -m gptviz ladder --iters 1000
   python -m gptviz bench
   python -m gptviz loadtest --sessions 30 --trainers 4 --seconds 60
+  python -m gptviz serve --port 8501 --ray HEAD-HOST:6379   # the app for a class, trainings on a Ray cluster
   torchrun --standalone --nproc_per_node=2 -m gptviz train --preset gpt --global-batch 32
 """
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.command == "loadtest":  # its options are the load test's own
         return _loadtest(extra)
+    if args.command == "serve":  # what it does not know goes to `streamlit run`
+        return _serve(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.threads:
@@ -102,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
     b.set_defaults(func=cmd_bench)
 
+    sv = sub.add_parser("serve", help="start the app for a class (streamlit run app.py); other options go to streamlit")
+    sv.add_argument("--port", type=int, default=8501, help="students open http://THIS-COMPUTER:PORT (default 8501)")
+    sv.add_argument("--ray", nargs="?", const="auto", default=None, metavar="HOST:PORT",
+                    help="train on this Ray cluster (sets GPTVIZ_RAY_ADDRESS; alone: the cluster this computer "
+                         "joined with `ray start`)")
+    sv.add_argument("--backend", default=None,
+                    help="where trainings run: threads, processes or ray (default: worker processes; ray with --ray)")
+    sv.add_argument("--max-trainings", type=int, default=None, help="trainings at once on this computer")
+
     sub.add_parser("loadtest", add_help=False,
                    help="the classroom load test: 30 students against one app server (--help for its options)")
     return p
@@ -116,6 +128,50 @@ def _loadtest(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     return loadtest.main(argv, prog="python -m gptviz loadtest")
+
+
+def _serve(args, extra: list[str]) -> int:
+    """`streamlit run app.py` with the training backend set in its environment."""
+    import os
+    import subprocess
+
+    from .backends import chosen_kind
+
+    env = dict(os.environ)
+    if args.ray:
+        env["GPTVIZ_RAY_ADDRESS"] = args.ray
+    if args.backend:
+        env["GPTVIZ_TRAINING_BACKEND"] = args.backend
+    if args.max_trainings:
+        env["GPTVIZ_MAX_TRAININGS"] = str(args.max_trainings)
+    try:
+        if chosen_kind(env) == "ray":
+            _check_ray(env.get("GPTVIZ_RAY_ADDRESS") or "auto")
+    except GptvizError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), f"--server.port={args.port}", *extra]
+    try:
+        return subprocess.call(cmd, env=env, cwd=app.parent)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _check_ray(address: str):
+    """Refuse to start a class's server on a cluster that cannot be reached."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("Ray is not installed here: pip install -r requirements-cluster.txt") from None
+    try:
+        ray.init(address=address, logging_level="ERROR")
+        cpus = ray.cluster_resources().get("CPU", 0)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"No Ray cluster at {address} ({e}). Start one with `ray start --head` first.") from None
+    finally:
+        ray.shutdown()
+    print(f"Ray cluster at {address}: {cpus:.0f} CPUs, so {cpus:.0f} trainings at once", flush=True)
 
 
 def _data_args(p):

@@ -109,6 +109,7 @@ class RemoteTrainer(RunState):
         self.cfg, self.job = cfg, Job.of(config, cfg, data)
         self.model = build_model(config, cfg.seed).eval()  # the same initial weights the worker starts from
         self._launch = launch
+        self.where = ""  # which worker or computer trains it
         self.send: Callable[[str], None] = lambda op: None  # set by the transport once the run is placed
         self._lock = threading.Lock()  # the transport's thread writes, pages read
         self._finished = threading.Event()
@@ -149,7 +150,7 @@ class RemoteTrainer(RunState):
             self.step = step
             if tb:  # the worker's traceback, in the server's log
                 log.error("training failed in a worker at step %d:\n%s", step, tb)
-            self._end(Status(status), message)
+            self.end(Status(status), message)
 
     def _event(self, kind: str, step: int, data: dict, extra: dict, weights: bytes | None):
         with self._lock:
@@ -181,10 +182,10 @@ class RemoteTrainer(RunState):
         else:
             weights = "it had no snapshot yet, so the model is untrained"
         log.error("training run lost at step %d: %s", self.step, what)
-        self._end(Status.ERROR, f"Training failed at step {self.step}: {what}; {weights}. This is the server's "
+        self.end(Status.ERROR, f"Training failed at step {self.step}: {what}; {weights}. This is the server's "
                                 "fault, not your settings': train again (a smaller model or batch needs less memory).")
 
-    def _end(self, status: Status, message: str):
+    def end(self, status: Status, message: str):
         self.eta_s = 0.0
         self.set_status(status, message)
         self._finished.set()
@@ -210,32 +211,36 @@ def serve(control_fd: int, results_fd: int, threads: int):
             except (EOFError, OSError):  # the server is gone: so is this worker
                 os._exit(0)
             if msg[0] == "train":
-                jobs.put(_build(msg[1], results, current))
+                jobs.put(build_trainer(msg[1], results.send, current))
             elif msg[0] in CONTROLS and current:
                 getattr(current[-1], msg[0])()
 
     threading.Thread(target=listen, daemon=True, name="gptviz-worker-control").start()
     while True:
         trainer = jobs.get()
-        if trainer is None:  # building it failed: the message has been sent
-            continue
-        try:
-            trainer.run()
-        except GptvizError:
-            pass  # the status and message say what happened
-        results.send(final_message(trainer))
+        if trainer is not None:  # None: building it failed, and the message has been sent
+            train_to_end(trainer, results.send)
 
 
-def _build(job: Job, results, current: list) -> Trainer | None:
+def build_trainer(job: Job, send: Callable[[tuple], None], current: list) -> Trainer | None:
+    """The job's Trainer, wired to send its events; None (and the failure sent) when the settings are refused."""
     try:
         trainer = Trainer(job.config, job.cfg, job.data())
     except GptvizError as e:
-        results.send(("event", "status", 0, {"status": "error", "message": str(e)}, _NO_STATS, None))
-        results.send(("done", "error", str(e), 0, to_bytes(build_model(job.config, job.cfg.seed).state_dict()), None))
+        send(("event", "status", 0, {"status": "error", "message": str(e)}, _NO_STATS, None))
+        send(("done", "error", str(e), 0, to_bytes(build_model(job.config, job.cfg.seed).state_dict()), None))
         return None
-    trainer_messages(trainer, results.send)
+    trainer_messages(trainer, send)
     current[:] = [trainer]
     return trainer
+
+
+def train_to_end(trainer: Trainer, send: Callable[[tuple], None]):
+    try:
+        trainer.run()
+    except GptvizError:
+        pass  # the status and message say what happened
+    send(final_message(trainer))
 
 
 _NO_STATS = {"tokens_per_sec": 0.0, "eta_s": None, "elapsed_s": 0.0, "train_s": 0.0}
@@ -270,6 +275,7 @@ class _Slot:
         with self.lock:
             self.handle = handle
             handle.send = self._send
+            handle.where = f"worker process {self.process.pid}"
             self.control.send(("train", handle.job))
 
     def _send(self, op: str):

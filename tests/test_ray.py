@@ -1,0 +1,91 @@
+"""The Ray backend against a real local Ray cluster of two nodes (two `ray start --block` processes)."""
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("ray")  # requirements-cluster.txt (requirements-dev.txt includes it)
+
+from gptviz.train import TrainConfig  # noqa: E402
+from tools.ray_cluster import LocalRayCluster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and a second node, one CPU each, on free ports and in a temporary folder; stopped by pid."""
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as c:
+        yield c
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_app_backend(cluster, monkeypatch):
+    """The app's server-wide backend, pointed at the cluster as GPTVIZ_RAY_ADDRESS does."""
+    from ui import training
+
+    monkeypatch.setenv("GPTVIZ_RAY_ADDRESS", cluster.address)
+    training.job_queue.clear()
+    yield training.job_queue()
+    training.job_queue.clear()
+
+
+def wait_for(cond, seconds=120):
+    deadline = time.time() + seconds
+    while not cond() and time.time() < deadline:
+        time.sleep(0.1)
+    return cond()
+
+
+def test_two_students_train_on_two_nodes_and_the_app_shows_their_runs(ray_app_backend):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_page_train import latest, poll_until, small
+
+    assert ray_app_backend.kind == "ray" and ray_app_backend.max_running == 2  # one training per node's CPU
+    sessions = []
+    for seed in (1, 2):  # two students, different seeds: two trainings
+        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+        at.run()
+        at.switch_page("pages/train.py").run()
+        small(at, iters=40)
+        at.number_input(key="train_seed").set_value(seed).run()
+        at.button(key="train_start").click().run()
+        sessions.append(at)
+    runs = [latest(at).trainer for at in sessions]
+    for at in sessions:
+        assert poll_until(at, lambda: latest(at).trainer.done, 180)
+        at.run()
+        assert not at.exception and latest(at).trainer.status == "finished", latest(at).trainer.message
+        assert any("Finished 40 steps" in s.value for s in at.success)
+        assert f"🧪 {latest(at).name}" in at.sidebar.selectbox[0].options  # ready to inspect
+    wheres = {r.trainer.where for r in runs}
+    assert len(wheres) == 2 and all(w.startswith("Ray node") for w in wheres)  # the two nodes trained
+    assert runs[0].history["eval_step"] == [0, 20, 40] and len(runs[0].snapshots) == 4
+    assert not torch.equal(runs[0].model.wte.weight, runs[1].model.wte.weight)
+
+
+def test_a_lost_node_fails_its_run_with_the_last_snapshot_and_the_other_run_goes_on(cluster, small_config,
+                                                                                       shakespeare_char):
+    from gptviz.backends import Backend
+
+    backend = Backend("ray", ray_address=cluster.address)
+    cfg = TrainConfig(max_iters=100_000, batch_size=4, eval_interval=10_000, eval_iters=1, sample_tokens=0,
+                      snapshot_steps=[0, 5])
+    runs = [backend.submit(small_config, cfg, shakespeare_char),
+            backend.submit(small_config, TrainConfig(**{**cfg.to_dict(), "seed": 5}), shakespeare_char)]
+    assert wait_for(lambda: all(5 in r.snapshots for r in runs), 180)
+    cluster.kill_node(1)  # the second computer is switched off
+    assert wait_for(lambda: any(r.done for r in runs), 120)
+    lost = next(r for r in runs if r.done)
+    other = next(r for r in runs if r is not lost)
+    assert lost.status == "error" and "Ray cluster" in lost.message and "last snapshot" in lost.message
+    kept = max(lost.snapshots)
+    assert torch.equal(lost.model.wte.weight.half(), lost.snapshots[kept]["wte.weight"])
+    step = other.step
+    assert wait_for(lambda: other.step > step + 3, 60) and not other.done  # the head's run goes on
+    backend.cancel(other)
+    assert wait_for(lambda: other.done, 60) and other.status == "stopped"

@@ -216,10 +216,19 @@ def serve(control_fd: int, results_fd: int, threads: int):
                 getattr(current[-1], msg[0])()
 
     threading.Thread(target=listen, daemon=True, name="gptviz-worker-control").start()
+    warm_up()
     while True:
         trainer = jobs.get()
         if trainer is not None:  # None: building it failed, and the message has been sent
             train_to_end(trainer, results.send)
+
+
+def warm_up():
+    """Pay a fresh process's first-time costs (seconds: kernel and optimizer set-up, the first sample)
+    with a 2-step training of a tiny model, before any student's run waits for them."""
+    data = TokenData.from_text("To be, or not to be, that is the question. " * 20, "char")
+    config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=8, n_layer=1, n_head=1, n_embd=16)
+    Trainer(config, TrainConfig(max_iters=2, batch_size=2, eval_interval=2, eval_iters=1, sample_tokens=4), data).run()
 
 
 def build_trainer(job: Job, send: Callable[[tuple], None], current: list) -> Trainer | None:

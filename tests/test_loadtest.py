@@ -65,3 +65,12 @@ def test_no_page_raised_and_memory_was_measured(small_run):
     assert small_run["server_log_errors"] == []
     assert small_run["server_rss_peak_mb"] >= small_run["server_rss_start_mb"] > 0
     assert small_run["cpu_count"] >= 1
+
+
+def test_training_capacity_is_measured(small_run):
+    c = small_run["capacity"]
+    finished = small_run["trainings"]["finished"]
+    assert finished >= 1 and c["finished_per_minute"] == pytest.approx(finished / 0.5)  # 15 s + 15 s of grace
+    assert c["click_to_model"]["n"] == finished and 0 < c["click_to_model"]["p50"] <= c["click_to_model"]["p95"] < 30
+    # trainings ran in worker processes (the default): they hold torch's memory, not the server
+    assert small_run["server_rss_peak_mb"] > c["server_alone_rss_peak_mb"] + 100 > 100

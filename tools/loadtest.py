@@ -352,20 +352,28 @@ async def poll_live_view(s: Session, deadline: float):
 
 
 async def training_student(s: Session, rng: random.Random, deadline: float, settings: dict, max_runs: int,
-                           grace: float = 0.0):
+                           grace: float = 0.0, seeds=None):
+    """seeds(run) -> the seed to train with: distinct seeds are distinct trainings, equal ones are trained once."""
     await s.open()
     await s.goto("train")
     for key, value in settings.items():  # one slider at a time, each a rerun, like a student
         await asyncio.sleep(rng.uniform(0.5, 1.0))
         if not await guarded(s, "train", f"set {key}", lambda: s.change(key, value)):
             return
-    for _ in range(max_runs):
+    for run in range(max_runs):
         if time.monotonic() >= deadline:
             break
+        if seeds is not None and not await guarded(s, "train", "set train_seed",
+                                                   lambda: s.change("train_seed", seeds(run))):
+            return
+        finished_before = len({t for t in s.texts if FINISHED.search(t)})
+        clicked = time.perf_counter()
         if not await guarded(s, "train", "click Train", lambda: s.change("train_start")):
             return
         s.runs_started += 1
         await poll_live_view(s, deadline + grace)  # a run started in time may finish within the grace
+        if len({t for t in s.texts if FINISHED.search(t)}) > finished_before:
+            s.record("train-done", "click Train to a finished model", time.perf_counter() - clicked)
         await asyncio.sleep(rng.uniform(1.0, 2.0))  # read the result, then train again
     if s.find("train_stop") is not None:  # still training at the end: do not leave it to the server
         await guarded(s, "train", "click Stop", lambda: s.change("train_stop"))
@@ -418,28 +426,31 @@ def machine_cpu_seconds() -> float:
 
 
 class MemorySampler(threading.Thread):
-    """The server's resident memory (children included) every 0.5 s; a thread, so a busy event loop
-    in this tool cannot make it miss the peak."""
+    """Resident memory of some processes every 0.5 s (the server with its worker processes; the server
+    alone; a Ray cluster's nodes); a thread, so a busy event loop in this tool cannot make it miss the peak."""
 
-    def __init__(self, pid: int, every: float = 0.5):
+    def __init__(self, pid: int | list[int], every: float = 0.5, children: bool = True):
         super().__init__(daemon=True)
-        self.pid, self.every = pid, every
-        self.start_rss = rss_bytes(process_tree(pid))
+        self.roots, self.every, self.children = ([pid] if isinstance(pid, int) else pid), every, children
+        self.start_rss = rss_bytes(self.pids())
         self.peak = self.start_rss
-        self.start_cpu = cpu_seconds(process_tree(pid))
+        self.start_cpu = cpu_seconds(self.pids())
         self.cpu = 0.0
         self._stop_event = threading.Event()
 
+    def pids(self) -> list[int]:
+        return [p for r in self.roots for p in (process_tree(r) if self.children else [r])]
+
     def run(self):
         while not self._stop_event.wait(self.every):
-            self.peak = max(self.peak, rss_bytes(process_tree(self.pid)))
+            self.peak = max(self.peak, rss_bytes(self.pids()))
 
     def stop(self):
         self._stop_event.set()
         self.join()
-        tree = process_tree(self.pid)
-        self.peak = max(self.peak, rss_bytes(tree))
-        self.cpu = cpu_seconds(tree) - self.start_cpu
+        pids = self.pids()
+        self.peak = max(self.peak, rss_bytes(pids))
+        self.cpu = cpu_seconds(pids) - self.start_cpu
 
 
 # --- running it and reporting ---------------------------------------------------------------------------
@@ -468,6 +479,13 @@ async def warm_up(ws_url: str, pages: list[str], timeout: float):
         await s.close()
 
 
+def seeds(args, student: int):
+    """Each run of each student a training of its own, or (--identical) the whole class the same ones."""
+    if args.identical:
+        return lambda run: 1000 + run
+    return lambda run: 1000 + student * args.max_runs + run
+
+
 async def run_sessions(args, ws_url: str) -> list[Session]:
     rng = random.Random(args.seed)
     n_train = min(args.trainers, args.sessions)
@@ -486,7 +504,8 @@ async def run_sessions(args, ws_url: str) -> list[Session]:
             await asyncio.sleep(delay)  # tabs open over the first seconds, as a class logs in
             try:
                 if s.role == "train":
-                    await training_student(s, r, deadline, args.train_settings, args.max_runs, args.grace)
+                    await training_student(s, r, deadline, args.train_settings, args.max_runs, args.grace,
+                                           seeds(args, i))
                 else:
                     await inspecting_student(s, s.inspect_page, r, deadline, args.max_actions)
             except Timeout:  # opening the app or a page took longer than --timeout: the student gives up
@@ -511,7 +530,8 @@ async def run_sessions(args, ws_url: str) -> list[Session]:
 
 
 def report(args, sessions: list[Session], sampler: MemorySampler | None, server_errors: list[str],
-           wall: float, client_cpu: float, machine_cpu: float) -> dict:
+           wall: float, client_cpu: float, machine_cpu: float, extra_memory: dict | None = None) -> dict:
+    extra_memory = extra_memory or {}
     by_role, by_action, per_session = defaultdict(list), defaultdict(list), defaultdict(set)
     timeouts = Counter()
     for s in sessions:
@@ -546,6 +566,15 @@ def report(args, sessions: list[Session], sampler: MemorySampler | None, server_
                          "runs_started": s.runs_started, "texts": list(s.texts)[-20:]} for s in sessions],
     }
     inspect = result["roles"].get("inspect")
+    minutes = (args.seconds + args.grace) / 60
+    result["capacity"] = {
+        "backend": args.backend, "identical": args.identical,
+        "finished_per_minute": result["trainings"]["finished"] / minutes,
+        "click_to_model": summarize(by_action.get("click Train to a finished model", [])),
+        "inspect_p95": inspect["p95"] if inspect else None,
+        "server_alone_rss_peak_mb": extra_memory.get("server alone", 0) / 2**20,
+        "cluster_rss_peak_mb": extra_memory.get("ray cluster", 0) / 2**20,
+    }
     result["goal_met"] = bool(inspect and inspect["p95"] < GOAL_P95_S and not timeouts["inspect"])
 
     def row(name, st, extra=""):
@@ -555,7 +584,7 @@ def report(args, sessions: list[Session], sampler: MemorySampler | None, server_
     print(f"\ngptviz load test: {len(sessions)} sessions ({len(trainers)} training), {args.seconds:g} s, "
           f"{os.cpu_count()} CPUs, wall {wall:.0f} s")
     print(f"{'role':<36}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  sessions timeouts   (seconds)")
-    for role in ("open", "inspect", "train", "train-live"):
+    for role in ("open", "inspect", "train", "train-live", "train-done"):
         if role in result["roles"]:
             st = result["roles"][role]
             print(row(role, st, f"  {st['sessions']:>8}{st['timeouts']:>9}"))
@@ -567,6 +596,11 @@ def report(args, sessions: list[Session], sampler: MemorySampler | None, server_
               + ("met" if result["goal_met"] else "NOT met"))
     t = result["trainings"]
     print(f"trainings: {t['started']} started, {t['finished']} finished, highest step seen {t['highest_step_seen']}")
+    c = result["capacity"]
+    print(f"backend {c['backend']}: {c['finished_per_minute']:.1f} trainings finished per minute; click to a finished "
+          f"model p50 {c['click_to_model']['p50']:.1f} s, p95 {c['click_to_model']['p95']:.1f} s")
+    for name, peak in extra_memory.items():
+        print(f"{name}: peak RSS {peak / 2**20:,.0f} MB")
     if sampler:
         print(f"server memory: peak RSS {result['server_rss_peak_mb']:,.0f} MB "
               f"(at start {result['server_rss_start_mb']:,.0f} MB); "
@@ -588,39 +622,57 @@ def report(args, sessions: list[Session], sampler: MemorySampler | None, server_
 
 
 async def amain(args) -> dict:
-    server = None
-    if args.url:
-        base, pid = args.url.rstrip("/"), args.pid
-    else:
-        env = dict(kv.split("=", 1) for kv in args.server_env)
-        if args.max_trainings:
-            env["GPTVIZ_MAX_TRAININGS"] = str(args.max_trainings)
-        server = await asyncio.to_thread(Server, ROOT, env, None, args.server_arg)
-        base, pid = server.url, server.pid
-        print(f"server {base} (pid {pid}, log {server.log_path})", flush=True)
-    ws_url = base.replace("http", "ws", 1) + "/_stcore/stream"
-    sampler = None
+    server = cluster = None
     try:
-        pages = sorted({p for p in args.pages.split(",")} | ({"train"} if args.trainers else set()))
-        if args.warmup:
-            await warm_up(ws_url, pages, args.timeout)
-        if pid:
-            sampler = MemorySampler(pid)
-            sampler.start()
-        t0, c0, m0 = time.monotonic(), sum(os.times()[:2]), machine_cpu_seconds()
-        sessions = await run_sessions(args, ws_url)
-        wall, client_cpu = time.monotonic() - t0, sum(os.times()[:2]) - c0
-        machine_cpu = machine_cpu_seconds() - m0
-        if sampler:
-            sampler.stop()
+        if args.url:
+            base, pid = args.url.rstrip("/"), args.pid
+        else:
+            env = dict(kv.split("=", 1) for kv in args.server_env)
+            if args.max_trainings:
+                env["GPTVIZ_MAX_TRAININGS"] = str(args.max_trainings)
+            if args.backend:
+                env["GPTVIZ_TRAINING_BACKEND"] = args.backend
+            if args.backend == "ray":  # two `ray start` nodes on this machine: the lab's set-up, in small
+                from tools.ray_cluster import LocalRayCluster
+
+                cluster = await asyncio.to_thread(LocalRayCluster(args.ray_nodes, args.ray_cpus).start_here)
+                env["GPTVIZ_RAY_ADDRESS"] = cluster.address
+                print(f"ray cluster {cluster.address} ({args.ray_nodes} nodes, pids {cluster.pids})", flush=True)
+            server = await asyncio.to_thread(Server, ROOT, env, None, args.server_arg)
+            base, pid = server.url, server.pid
+            print(f"server {base} (pid {pid}, log {server.log_path})", flush=True)
+        result = await measure(args, base, pid, cluster, server)
     finally:
         if server:
             server.stop()
-    result = report(args, sessions, sampler, server.log_errors() if server else [], wall, client_cpu,
-                    machine_cpu)
+        if cluster:
+            cluster.stop()
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return result
+
+
+async def measure(args, base: str, pid: int | None, cluster, server) -> dict:
+    ws_url = base.replace("http", "ws", 1) + "/_stcore/stream"
+    pages = sorted({p for p in args.pages.split(",")} | ({"train"} if args.trainers else set()))
+    if args.warmup:
+        await warm_up(ws_url, pages, args.timeout)
+    samplers = {}  # the server with its worker processes, the server alone, the Ray nodes
+    if pid:
+        samplers = {"server": MemorySampler(pid), "server alone": MemorySampler(pid, children=False)}
+    if cluster:
+        samplers["ray cluster"] = MemorySampler(cluster.pids)
+    for sampler in samplers.values():
+        sampler.start()
+    t0, c0, m0 = time.monotonic(), sum(os.times()[:2]), machine_cpu_seconds()
+    sessions = await run_sessions(args, ws_url)
+    wall, client_cpu = time.monotonic() - t0, sum(os.times()[:2]) - c0
+    machine_cpu = machine_cpu_seconds() - m0
+    for sampler in samplers.values():
+        sampler.stop()
+    extra = {name: s.peak for name, s in samplers.items() if name != "server"}
+    return report(args, sessions, samplers.get("server"), server.log_errors() if server else [], wall, client_cpu,
+                  machine_cpu, extra)
 
 
 def parse_args(argv=None, prog="python -m tools.loadtest"):
@@ -648,6 +700,15 @@ def parse_args(argv=None, prog="python -m tools.loadtest"):
                         "(e.g. --server-arg=--runner.postScriptGC=false); repeatable")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                    help="an environment variable for the server started here (e.g. OMP_NUM_THREADS=1); repeatable")
+    p.add_argument("--backend", choices=["threads", "processes", "ray"], default=None,
+                   help="where the server started here trains (default: the app's own, worker processes); "
+                        "ray starts a local Ray cluster of --ray-nodes nodes for it")
+    p.add_argument("--backends", default=None, metavar="A,B,...",
+                   help="run the whole test once per backend (e.g. threads,processes,ray) and compare them")
+    p.add_argument("--ray-nodes", type=int, default=2, help="nodes of the local Ray cluster (default 2)")
+    p.add_argument("--ray-cpus", type=int, default=1, help="CPUs each Ray node offers (default 1)")
+    p.add_argument("--identical", action="store_true",
+                   help="every training student trains the same settings (one training serves them all)")
     p.add_argument("--url", help="an already running server (http://127.0.0.1:PORT) instead of starting one")
     p.add_argument("--pid", type=int, help="with --url: the server's process id, for its memory")
     p.add_argument("--json", help="also write the numbers to this file")
@@ -660,8 +721,34 @@ def parse_args(argv=None, prog="python -m tools.loadtest"):
 
 
 def main(argv=None, prog="python -m tools.loadtest") -> int:
-    asyncio.run(amain(parse_args(argv, prog)))
+    args = parse_args(argv, prog)
+    if not args.backends:
+        asyncio.run(amain(args))
+        return 0
+    results = {}
+    for backend in args.backends.split(","):  # one after another: they would compete for the same cores
+        print(f"\n=== backend {backend} ===", flush=True)
+        results[backend] = asyncio.run(amain(argparse.Namespace(**{**vars(args), "backend": backend,
+                                                                    "json": None})))
+    print_comparison(args, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
+
+
+def print_comparison(args, results: dict):
+    """The README's table: one row per backend."""
+    print(f"\n{len(next(iter(results.values()))['per_session'])} sessions, {args.trainers} training, "
+          f"{args.seconds:g} s (+{args.grace:g} s grace), {os.cpu_count()} CPUs")
+    print("| backend | trainings finished / min | click → model p50 · p95 | inspect p95 | server RSS peak (alone · "
+          "with workers) | Ray nodes RSS peak |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for backend, r in results.items():
+        c = r["capacity"]
+        ray_mb = f"{c['cluster_rss_peak_mb']:,.0f} MB" if c["cluster_rss_peak_mb"] else "–"
+        print(f"| {backend} | {c['finished_per_minute']:.1f} | {c['click_to_model']['p50']:.1f} s · "
+              f"{c['click_to_model']['p95']:.1f} s | {c['inspect_p95']:.2f} s | {c['server_alone_rss_peak_mb']:,.0f} · "
+              f"{r['server_rss_peak_mb']:,.0f} MB | {ray_mb} |")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ class LocalRayCluster:
         self.procs.append(proc)
         return proc
 
+    def start_here(self) -> "LocalRayCluster":
+        self.start()
+        return self
+
     def start(self):
         self._node("--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}")
         self._wait_for(1)

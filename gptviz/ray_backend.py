@@ -1,12 +1,15 @@
 """Trainings on a Ray cluster: past one machine (a computer lab, see the README).
 
-    cluster = RayCluster("HOST:6379")       # or GPTVIZ_RAY_ADDRESS=HOST:6379, or `--ray` on the command line
+    cluster = RayCluster("HOST:6379")       # or GPTVIZ_RAY_ADDRESS=HOST:6379, or `python -m gptviz serve --ray`
     run = RemoteTrainer(config, cfg, data, cluster.launch)
 
-Each training is a Ray actor that asks for CPUS_PER_TRAINING CPUs: Ray's scheduler places it on a
-computer with free cores, or keeps it waiting (the queue) until one frees up. A thread in the server
-polls the actor for its events (the same messages a local worker sends, see workers.py) and passes
-pause, resume and stop along. A lost computer ends the run as `error` with its last snapshot.
+Each training is a Ray task that asks for CPUS_PER_TRAINING CPUs: Ray's scheduler places it on a
+computer with free cores, or keeps it waiting (the queue) until one frees up. A task, not an actor:
+Ray keeps its worker processes for the next task, so only a computer's first training pays for
+starting Python and importing torch. The task and the server talk through one small Mailbox actor
+on the server's own computer: the task posts its events (the messages a local worker sends, see
+workers.py) and reads pause, resume and stop; a thread in the server collects the events. A lost
+computer fails its task: the run ends as `error` with its last snapshot, and the other runs go on.
 Ray is optional (requirements-cluster.txt): nothing imports this module unless a cluster is used.
 """
 
@@ -16,52 +19,82 @@ import logging
 import os
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import ray
 import torch
-from ray.exceptions import GetTimeoutError, RayError
+from ray.exceptions import RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .train import Status
-from .workers import Job, RemoteTrainer, build_trainer, train_to_end
+from .workers import Job, RemoteTrainer, build_trainer, train_to_end, warm_up
 
 log = logging.getLogger(__name__)
 
 CPUS_PER_TRAINING = int(os.environ.get("GPTVIZ_RAY_CPUS_PER_TRAINING", 1))
-POLL_S = 0.5  # how often the server collects a training's events
+POLL_S = 0.5  # how often the server collects events, and a task posts them and reads its controls
 PACKAGE_DIR = Path(__file__).resolve().parent  # shipped to every node: the lab computers need no gptviz
 
 
-class TrainingActor:
-    """One training on some node of the cluster; its events wait in an outbox until the server polls."""
+class Mailbox:
+    """Events from the tasks to the server, and controls from the server to the tasks, by run id."""
 
-    def __init__(self, threads: int):
-        torch.set_num_threads(threads)
-        self._outbox: list[tuple] = []
-        self._lock = threading.Lock()
-        self._current: list = []
+    def __init__(self):
+        self._events: dict[int, list] = defaultdict(list)
+        self._controls: dict[int, list] = defaultdict(list)
 
-    def start(self, job: Job) -> str:
-        def train():
-            trainer = build_trainer(job, self._put, self._current)
-            if trainer is not None:
-                train_to_end(trainer, self._put)
+    def post(self, run: int, msgs: list):
+        self._events[run].extend(msgs)
 
-        threading.Thread(target=train, daemon=True, name="gptviz-train").start()
-        return ray.get_runtime_context().get_node_id()
+    def collect(self, run: int) -> list:
+        return self._events.pop(run, [])
 
-    def _put(self, msg: tuple):
-        with self._lock:
-            self._outbox.append(msg)
+    def control(self, run: int, op: str):
+        self._controls[run].append(op)
 
-    def poll(self) -> list[tuple]:
-        with self._lock:
-            out, self._outbox = self._outbox, []
-        return out
+    def controls(self, run: int) -> list:
+        return self._controls.pop(run, [])
 
-    def control(self, op: str):
-        if self._current:
-            getattr(self._current[-1], op)()
+
+_warm = False  # this worker process has paid its first-time costs (Ray reuses it for later tasks)
+
+
+def train_task(job: Job, run: int, mailbox, threads: int) -> str:
+    """One training, wherever Ray placed it; returns how it ended."""
+    global _warm
+    torch.set_num_threads(threads)
+    if not _warm:
+        warm_up()
+        _warm = True
+    outbox = [("where", ray.get_runtime_context().get_node_id())]  # the first message: it started, and where
+    lock, current, finished = threading.Lock(), [], threading.Event()
+
+    def put(msg):
+        with lock:
+            outbox.append(msg)
+
+    def relay():  # post events and fetch controls every POLL_S, not per step: one round trip for many events
+        while True:
+            done = finished.wait(POLL_S)
+            with lock:
+                msgs, outbox[:] = list(outbox), []
+            if msgs:
+                ray.get(mailbox.post.remote(run, msgs))
+            if done:
+                return
+            for op in ray.get(mailbox.controls.remote(run)):
+                if current:
+                    getattr(current[-1], op)()
+
+    relayer = threading.Thread(target=relay, daemon=True)
+    relayer.start()
+    trainer = build_trainer(job, put, current)
+    if trainer is not None:
+        train_to_end(trainer, put)
+    finished.set()
+    relayer.join()
+    return str(trainer.status) if trainer is not None else "error"
 
 
 class RayCluster:
@@ -71,9 +104,13 @@ class RayCluster:
         if not ray.is_initialized():
             ray.init(address=address or "auto", runtime_env={"py_modules": [str(PACKAGE_DIR)]},
                      logging_level=logging.WARNING, log_to_driver=False)
-        self._actor = ray.remote(TrainingActor)
-        self._queued: list[RemoteTrainer] = []  # launched, waiting for Ray to place them, oldest first
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        # on this computer: a lab computer that leaves must not take every run's mailbox with it
+        self.mailbox = ray.remote(Mailbox).options(num_cpus=0, scheduling_strategy=here).remote()
+        self._task = ray.remote(train_task)
+        self._queued: list[RemoteTrainer] = []  # sent to Ray, not started yet, oldest first
         self._lock = threading.Lock()
+        self._ids = iter(range(1, 2**62))
 
     def slots(self) -> int:
         """Trainings the cluster runs at once now (lab computers may join or leave at any time)."""
@@ -84,54 +121,51 @@ class RayCluster:
             return self._queued.index(handle) if handle in self._queued else None
 
     def launch(self, handle: RemoteTrainer):
-        actor = self._actor.options(num_cpus=CPUS_PER_TRAINING, max_restarts=0).remote(CPUS_PER_TRAINING)
+        run = next(self._ids)
+        ref = self._task.options(num_cpus=CPUS_PER_TRAINING, max_retries=0).remote(
+            handle.job, run, self.mailbox, CPUS_PER_TRAINING)
         cancel = threading.Event()
 
         def send(op: str):
             if handle.status == Status.QUEUED and op in ("stop", "abandon"):
-                cancel.set()  # not placed yet: take it out of Ray's queue
+                cancel.set()  # not started yet: take it out of Ray's queue
             else:
-                actor.control.remote(op)
+                self.mailbox.control.remote(run, op)
 
         handle.send = send
         with self._lock:
             self._queued.append(handle)
-        threading.Thread(target=self._watch, args=(handle, actor, cancel), daemon=True,
+        threading.Thread(target=self._watch, args=(handle, run, ref, cancel), daemon=True,
                          name="gptviz-ray-watch").start()
 
-    def _watch(self, handle: RemoteTrainer, actor, cancel: threading.Event):
+    def _watch(self, handle: RemoteTrainer, run: int, ref, cancel: threading.Event):
         try:
-            if self._placed(handle, actor, cancel):
-                self._follow(handle, actor)
-        except RayError as e:  # the node (a lab computer) died or left the cluster
+            self._follow(handle, run, ref, cancel)
+        except RayError as e:  # the computer (a lab computer) died or left the cluster
             log.error("Ray training lost: %s", e)
             handle.lost("the computer of the Ray cluster that trained it was lost (switched off, or out of memory)")
         finally:
-            with self._lock:
-                if handle in self._queued:
-                    self._queued.remove(handle)
-            ray.kill(actor)
+            self._dequeue(handle)
 
-    def _placed(self, handle: RemoteTrainer, actor, cancel: threading.Event) -> bool:
-        """Wait until Ray has placed the actor and its training started; False when it never will."""
-        started = actor.start.remote(handle.job)
-        while not ray.wait([started], timeout=1.0)[0]:
-            if cancel.is_set() or handle.unwatched():
-                handle.end(Status.STOPPED, "Cancelled before it started." if cancel.is_set() else
-                            "Never started: the browser tab was closed while it waited in the queue.")
-                return False
-        handle.where = f"Ray node {ray.get(started)[:8]}"
-        with self._lock:
-            self._queued.remove(handle)
-        return True
-
-    def _follow(self, handle: RemoteTrainer, actor):
+    def _follow(self, handle: RemoteTrainer, run: int, ref, cancel: threading.Event):
         while not handle.done:
-            try:
-                msgs = ray.get(actor.poll.remote(), timeout=60)
-            except GetTimeoutError:  # a busy node: ask again
-                continue
-            for msg in msgs:
-                handle.receive(msg)
+            ended = bool(ray.wait([ref], timeout=POLL_S)[0])
+            for msg in ray.get(self.mailbox.collect.remote(run)):
+                if msg[0] == "where":  # it started
+                    handle.where = f"Ray node {msg[1][:8]}"
+                    self._dequeue(handle)
+                else:
+                    handle.receive(msg)
+            if ended and not handle.done:  # its last events were posted before it ended: something went wrong
+                ray.get(ref)  # raises what ended the task (a lost node)
+                handle.lost("its Ray task ended without its result")
+            if handle.status == Status.QUEUED and (cancel.is_set() or handle.unwatched()):
+                ray.cancel(ref)
+                handle.end(Status.STOPPED, "Cancelled before it started." if cancel.is_set() else
+                           "Never started: the browser tab was closed while it waited in the queue.")
             handle.check_watched()
-            time.sleep(POLL_S)
+
+    def _dequeue(self, handle: RemoteTrainer):
+        with self._lock:
+            if handle in self._queued:
+                self._queued.remove(handle)

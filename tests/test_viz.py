@@ -374,3 +374,15 @@ def test_figure_to_html_of_a_vega_lite_chart():
     assert "vegaEmbed" in out and '"cell"' in out
     with pytest.raises(TypeError):
         viz.figure_to_html("not a figure")
+
+
+def test_figures_never_meet_a_half_imported_pandas():
+    """Monkey finding: plotly checks `isinstance(v, pd.Series)` on whatever sys.modules["pandas"] holds, so a
+    figure built while another session's thread was still importing pandas failed with AttributeError.
+    Importing the figure builders must import pandas completely first (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = "import sys, gptviz.viz; pd = sys.modules.get('pandas'); print(pd is not None and hasattr(pd, 'Series'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 
 import numpy as np
+import pandas  # noqa: F401  plotly reads sys.modules["pandas"]: a half-imported one (another thread) breaks figures
 import plotly.graph_objects as go
 
 # Okabe & Ito (2008), "Color Universal Design"; yellow last, as it is hard to read as a line or text on white.

@@ -18,10 +18,10 @@ if not Path(CHROMIUM).exists():  # bash .ci/run installs it; say so instead of f
     pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-def Server(env: dict | None = None) -> _Server:
+def Server(env: dict | None = None, app_dir: Path = ROOT) -> _Server:
     """`streamlit run app.py` on a free port, logging into test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
-    return _Server(ROOT, env, ARTIFACTS / f"server-{time.time_ns()}.log")
+    return _Server(app_dir, env, ARTIFACTS / f"server-{time.time_ns()}.log")
 
 
 @pytest.fixture(scope="session")

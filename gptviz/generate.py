@@ -46,6 +46,15 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
     return probs
 
 
+def fit_to_window(ids: list[int], block_size: int, room: int = 0) -> list[int]:
+    """The last tokens of a prompt that fit a model's window, leaving `room` for tokens it will write.
+
+    A model sees at most block_size tokens; the end of a prompt is what its next token depends on.
+    At least one prompt token stays, however much room is asked for.
+    """
+    return ids[-max(block_size - room, 1):]
+
+
 @dataclass
 class Step:
     token: int  # the sampled token

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gptviz.errors import ConfigError, InputError
-from gptviz.generate import generate, next_token_probs, sample_steps
+from gptviz.generate import fit_to_window, generate, next_token_probs, sample_steps
 
 
 def entropy(p):
@@ -80,3 +80,18 @@ def test_generation_past_the_window_keeps_a_valid_context(small_model):
 def test_empty_prompt_is_refused(small_model):
     with pytest.raises(InputError, match="empty"):
         generate(small_model, [], 5)
+
+
+def test_a_prompt_is_fitted_to_the_window_from_its_end():
+    ids = list(range(40))
+    assert fit_to_window(ids, 32) == ids[8:]  # the last block_size tokens
+    assert fit_to_window(ids, 32, room=20) == ids[28:]  # and room for 20 new ones
+    assert fit_to_window(ids, 32, room=32) == [39]  # at least one prompt token stays
+    assert fit_to_window(ids[:10], 32, room=5) == ids[:10]  # a short prompt is left alone
+
+
+def test_a_fitted_prompt_and_its_new_tokens_fill_one_window_exactly(small_model):
+    bs = small_model.config.block_size
+    context = fit_to_window(list(range(3 * bs)), bs, room=5)
+    steps = list(sample_steps(small_model, context, 5, seed=0))
+    assert [s.context_length for s in steps] == list(range(bs - 5, bs))  # no token ever slid out

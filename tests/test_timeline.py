@@ -1,8 +1,13 @@
 """The training timeline: a slider swaps the inspected model for a snapshot of its training."""
 
+import shutil
+
 import numpy as np
+import pytest
 
 from figures import array, figure
+from gptviz.checkpoints import CHECKPOINT_DIR
+from ui import state
 
 
 def grid(at):
@@ -31,3 +36,27 @@ def test_embeddings_move_between_snapshots(app):
     assert not np.allclose(points(), final)
     app.select_slider(key="embeddings_timeline").set_value(800).run()
     assert np.allclose(points(), final)
+
+
+@pytest.fixture
+def two_models(app, tmp_path, monkeypatch):
+    """Two checkpoints with the bundled model's timeline, "a" and "b"."""
+    for name in "ab":
+        shutil.copy(CHECKPOINT_DIR / "shakespeare-char.safetensors", tmp_path / f"{name}.safetensors")
+    monkeypatch.setattr("ui.models.checkpoint_dir", lambda: tmp_path)
+    return app
+
+
+def test_a_newly_picked_model_starts_at_its_final_step(two_models):
+    app = two_models
+    app.switch_page("pages/attention.py").run()
+    app.selectbox(key=state.MODEL).set_value("ckpt:a").run()
+    app.select_slider(key="attention_timeline").set_value(0).run()
+    app.selectbox(key=state.MODEL).set_value("ckpt:b").run()
+    assert app.select_slider(key="attention_timeline").value == 800  # not a's step 0
+    app.select_slider(key="attention_timeline").set_value(100).run()
+    app.switch_page("pages/next_token.py").run()
+    assert app.select_slider(key="next_token_timeline").value == 800  # each page has its own slider
+    app.switch_page("pages/attention.py").run()
+    assert app.select_slider(key="attention_timeline").value == 100  # and remembers it for its model
+    assert not app.exception

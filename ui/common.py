@@ -11,6 +11,7 @@ import torch
 from gptviz import detectors
 from gptviz.data import CORPORA, corpus_text
 from gptviz.errors import GptvizError
+from gptviz.generate import fit_to_window
 
 from . import models, state, timeline
 from .models import ModelEntry
@@ -54,20 +55,31 @@ def prompt_input(model: ModelEntry, page: str, label: str = "Prompt") -> str:
     return state.get(state.PROMPT)
 
 
-def encode_prompt(model: ModelEntry, text: str, replace_unknown: bool = False) -> list[int]:
-    """Token ids of the prompt, cropped to the model's window (and saying so)."""
+def prompt_ids(model: ModelEntry, text: str, replace_unknown: bool = False) -> list[int]:
+    """Every token id of the prompt (GptvizError for an empty prompt or characters the model never saw)."""
     if not text:
         raise GptvizError("The prompt is empty: type a few characters.")
     tok = model.tokenizer
     ids = tok.encode(text, unknown="replace") if (replace_unknown and tok.kind == "char") else tok.encode(text)
     if not ids:
         raise GptvizError("The prompt gives no tokens: type a few characters.")
-    block = model.model.config.block_size
-    if len(ids) > block:
-        st.info(f"The prompt has {len(ids)} tokens; this model sees at most {block} (its block_size), "
-                f"so only the last {block} are used.")
-        ids = ids[-block:]
     return ids
+
+
+def fit_prompt(model: ModelEntry, ids: list[int], room: int = 0) -> list[int]:
+    """The prompt's last tokens that fit the model's window (leaving `room` for new ones), saying so when cut."""
+    block = model.model.config.block_size
+    fitted = fit_to_window(ids, block, room)
+    if len(fitted) < len(ids):  # one note for every page: the student sees what the model sees
+        st.info(f"The prompt has {len(ids)} tokens; this model sees at most {block} (its block_size)"
+                + (f", {room} of them for the tokens it writes" if room else "")
+                + f", so only the last {len(fitted)} are used.", icon="✂️")
+    return fitted
+
+
+def encode_prompt(model: ModelEntry, text: str, replace_unknown: bool = False, room: int = 0) -> list[int]:
+    """Token ids of the prompt, cut to the model's window (and saying so)."""
+    return fit_prompt(model, prompt_ids(model, text, replace_unknown), room)
 
 
 

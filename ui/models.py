@@ -117,7 +117,9 @@ def picker():
             st.session_state[state.MODEL] = str(ModelKey(ModelKey.RUN, str(run.id)))
     if state.get(state.MODEL) not in options:
         st.session_state[state.MODEL] = next(iter(options), None)
+    # persist_state: a run that ends in an error draws no widget, and the unpersisted ones lose their value
     box.selectbox("Model to inspect", list(options), format_func=options.get, key=state.MODEL,
+                  persist_state="session",
                   help="Checkpoints on the server (💾), files you opened (📂) and runs you trained in this tab (🧪).")
     picked = state.tab().model = st.session_state[state.MODEL]  # a reload of this tab picks it again
     if picked is not None and ModelKey.parse(picked).kind != ModelKey.CKPT:

@@ -36,6 +36,7 @@ MODEL_UPLOAD_ID = "model_upload_id"  # the uploader's file id last opened: a new
 CAPTURES = "captures"  # (model, prompt) -> activation cache, this session's memo (ui.common)
 HEAD_SCORES = "head_scores"  # (model, prompt) -> head-detector scores, this session's memo (ui.common)
 TIMELINE_MODELS = "timeline_models"  # this session's models rebuilt from snapshots (ui.timeline)
+TIMELINE = "timeline_steps"  # page -> (model key, step): where each page's training-step slider stands
 
 
 def prompt_widget(page: str) -> str:

@@ -44,18 +44,27 @@ def _model_at(entry: ModelEntry, step: int) -> GPT:
     return memo[key]
 
 
+def _remember(page: str, model_key: str, widget: str):
+    st.session_state[state.TIMELINE][page] = (model_key, st.session_state[widget])
+
+
 def pick(entry: ModelEntry, page: str, start: int | None = None, label: str = "Training step (timeline)") -> ModelEntry:
     """A 'training step' slider (when the model has snapshots); returns the model at that step.
 
-    A newly picked model starts at `start` (a step of its timeline), or else at its end.
+    Each page remembers its step together with the model it belongs to: a newly picked model starts at
+    `start` (a step of its timeline), or else at its end. The step lives in plain session state, so it
+    survives what a widget's own state does not (a page switch, a run that ended in an error).
     """
     options = steps(entry)
     if len(options) < 2:
         return entry
     key = state.timeline_widget(page)
-    if st.session_state.get(key) not in options:  # another model was picked: start again
-        st.session_state[key] = start if start in options else options[-1]
-    step = st.select_slider(label, options, key=key,
+    owner, step = st.session_state.setdefault(state.TIMELINE, {}).get(page, (None, None))
+    if owner != entry.key or step not in options:
+        step = start if start in options else options[-1]
+    st.session_state[state.TIMELINE][page] = (entry.key, step)
+    st.session_state[key] = step
+    step = st.select_slider(label, options, key=key, on_change=_remember, args=(page, entry.key, key),
                             format_func=lambda s: f"{s} (final)" if s == options[-1] else str(s),
                             help="Weights saved during training: slide back to see this view before the model "
                                  "learned it.")

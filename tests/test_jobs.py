@@ -3,28 +3,23 @@ import time
 from gptviz.jobs import JobQueue
 from gptviz.train import Status, TrainConfig, Trainer
 
+from helpers import wait_until
+
 
 def long_run(config, data):
     return Trainer(config, TrainConfig(max_iters=100_000, batch_size=4, eval_interval=10_000, eval_iters=1,
                                        sample_tokens=0), data)
 
 
-def wait_for(cond, seconds=30):
-    deadline = time.time() + seconds
-    while not cond() and time.time() < deadline:
-        time.sleep(0.01)
-    return cond()
-
-
 def test_jobs_beyond_the_limit_wait_in_line_and_start_when_a_slot_frees(small_config, shakespeare_char):
     queue = JobQueue(max_running=1)
     first, second, third = (queue.submit(long_run(small_config, shakespeare_char)) for _ in range(3))
-    assert wait_for(lambda: first.step > 0)
+    assert wait_until(lambda: first.step > 0)
     assert queue.running == 1 and queue.waiting == 2
     assert second.status == "queued" and queue.position(second) == 0 and queue.position(third) == 1
     assert queue.position(first) is None
     first.stop()
-    assert wait_for(lambda: second.step > 0)  # the next in line starts by itself
+    assert wait_until(lambda: second.step > 0)  # the next in line starts by itself
     assert first.status == "stopped" and queue.position(third) == 0
     queue.cancel(third)  # leaves the line without ever running
     assert third.status == "stopped" and queue.waiting == 0 and third.step == 0
@@ -39,7 +34,7 @@ def test_a_finished_job_frees_its_slot(small_config, shakespeare_char):
                     shakespeare_char)
     queue.submit(short)
     nxt = queue.submit(long_run(small_config, shakespeare_char))
-    assert wait_for(lambda: nxt.step > 0)
+    assert wait_until(lambda: nxt.step > 0)
     assert short.status == "finished"
     nxt.stop()
     nxt.join(10)
@@ -52,10 +47,10 @@ def test_a_job_whose_student_left_while_it_waited_never_starts(small_config, sha
                    shakespeare_char, abandon_after_s=0.2)
     queue.submit(left)
     watched = queue.submit(long_run(small_config, shakespeare_char))
-    assert wait_for(lambda: first.step > 0)
+    assert wait_until(lambda: first.step > 0)
     time.sleep(0.4)  # no heartbeat for `left` (its tab is closed); `watched` has no grace period at all
     first.stop()
-    assert wait_for(lambda: watched.step > 0)  # the slot went past `left` to the next in line
+    assert wait_until(lambda: watched.step > 0)  # the slot went past `left` to the next in line
     assert left.status == "stopped" and "Never started" in left.message
     assert left.step == 0 and left.history["eval_step"] == [] and not left.snapshots
     watched.stop()

@@ -7,9 +7,10 @@ import torch
 
 from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint
 from gptviz.model import GPT, preset_config
+from ui import state
 
 from figures import figure
-from ui import state
+from helpers import settled, wait_until
 
 
 @pytest.fixture
@@ -33,24 +34,7 @@ def latest(at):
 
 
 def poll_until(at, cond, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        at.run()  # what the fragment's run_every does in a browser
-        if cond():
-            return True
-        time.sleep(0.3)
-    return False
-
-
-def settled(read, seconds=30):
-    """The value once it stopped changing for half a second (None if it never did)."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        before = read()
-        time.sleep(0.5)
-        if read() == before:
-            return before
-    return None
+    return wait_until(cond, seconds, every=0.3, before=at.run)  # at.run: what the fragment's run_every does
 
 
 def metric(at, label):

@@ -1,5 +1,4 @@
 import json
-import time
 
 import pytest
 import torch
@@ -120,13 +119,11 @@ def test_char_replace_mode(char):
     assert tok.decode(tok.encode("abé")) == "ab "  # no '?': falls back to the space
 
 
-def test_char_encode_is_fast(char):
+def test_char_encode_of_the_whole_corpus(char):  # its speed: `python -m gptviz bench`
     text = corpus_text("tinyshakespeare")
     tok = T.build("char", text)
-    t = time.perf_counter()
     ids = tok.encode(text)
-    assert time.perf_counter() - t < 0.5
-    assert len(ids) == len(text)
+    assert len(ids) == len(text) and tok.decode(ids) == text
 
 
 # ---------------------------------------------------------------- gpt2
@@ -223,11 +220,9 @@ def test_bpe_empty_text_refused():
         T.build("char", "")
 
 
-def test_bpe_full_corpus_is_fast():
+def test_bpe_on_the_full_corpus():  # its speed: `python -m gptviz bench`
     text = corpus_text("tinyshakespeare")
-    t = time.perf_counter()
     tok = T.build("bpe", text, 512)
-    assert time.perf_counter() - t < 15
     assert tok.vocab_size == 512
     ids = tok.encode(text)
     assert tok.decode(ids) == text

@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 import torch
@@ -8,6 +7,8 @@ from gptviz.data import TokenData
 from gptviz.errors import ConfigError, InputError, TrainingError
 from gptviz.model import GPTConfig, preset_config
 from gptviz.train import BLOWN_UP, TrainConfig, Trainer, log_spaced_steps, lr_at
+
+from helpers import settled, wait_until
 
 
 def quick(**kw):
@@ -99,20 +100,12 @@ def test_a_high_rate_that_the_model_survives_is_not_stopped(shakespeare_char):
 def test_pause_resume_and_stop_from_another_thread(small_config, shakespeare_char):
     trainer = Trainer(small_config, quick(max_iters=100_000, eval_interval=1000, sample_tokens=0),
                       shakespeare_char).start()
-    deadline = time.time() + 30
-    while trainer.step < 5 and time.time() < deadline:
-        time.sleep(0.01)
+    assert wait_until(lambda: trainer.step >= 5)
     trainer.pause()
-    paused_at = None
-    while paused_at is None and time.time() < deadline:  # the step in flight finishes, then nothing moves
-        before = trainer.step
-        time.sleep(0.5)
-        paused_at = before if trainer.step == before else None
+    paused_at = settled(lambda: trainer.step)  # the step in flight finishes, then nothing moves
     assert trainer.status == "paused" and paused_at is not None
     trainer.resume()
-    while trainer.step < paused_at + 5 and time.time() < deadline:
-        time.sleep(0.01)
-    assert trainer.step >= paused_at + 5
+    assert wait_until(lambda: trainer.step >= paused_at + 5)
     trainer.stop()
     trainer.join(10)
     assert trainer.status == "stopped" and "kept" in trainer.message
@@ -121,8 +114,7 @@ def test_pause_resume_and_stop_from_another_thread(small_config, shakespeare_cha
 
 def test_stopping_a_paused_run_ends_it(small_config, shakespeare_char):
     trainer = Trainer(small_config, quick(max_iters=100_000, sample_tokens=0), shakespeare_char).start()
-    while trainer.step < 2:
-        time.sleep(0.01)
+    assert wait_until(lambda: trainer.step >= 2)
     trainer.pause()
     trainer.stop()
     trainer.join(10)
@@ -153,10 +145,7 @@ def test_bad_training_settings_are_refused(small_config, shakespeare_char, field
 def test_a_run_nobody_watches_stops_itself_and_keeps_its_weights(small_config, shakespeare_char):
     trainer = Trainer(small_config, quick(max_iters=100_000, eval_interval=1000, sample_tokens=0), shakespeare_char,
                       abandon_after_s=0.5).start()
-    deadline = time.time() + 5
-    while time.time() < deadline and trainer.step < 3:
-        trainer.heartbeat()  # someone is watching
-        time.sleep(0.05)
+    wait_until(lambda: trainer.step >= 3, seconds=5, every=0.05, before=trainer.heartbeat)  # someone is watching
     watched_until = trainer.step
     assert trainer.status == "running" and watched_until >= 3
     trainer.join(30)  # no more heartbeats: the tab was closed
@@ -168,9 +157,7 @@ def test_a_run_nobody_watches_stops_itself_and_keeps_its_weights(small_config, s
 def test_a_paused_run_nobody_watches_stops_too(small_config, shakespeare_char):
     trainer = Trainer(small_config, quick(max_iters=100_000, sample_tokens=0), shakespeare_char,
                       abandon_after_s=0.5).start()
-    while trainer.step < 2:
-        trainer.heartbeat()
-        time.sleep(0.01)
+    assert wait_until(lambda: trainer.step >= 2, before=trainer.heartbeat)
     trainer.pause()
     trainer.join(30)
     assert trainer.status == "stopped" and trainer.abandoned

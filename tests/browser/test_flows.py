@@ -2,6 +2,8 @@
 
 import re
 
+from helpers import wait_until
+
 from .conftest import ROOT, Server, open_page, plotly_traces, screenshot, wait_idle
 
 PAGES = {"Data & tokens": "Data & tokens", "Train": "Train", "Attention": "Attention", "Embeddings": "Embeddings",
@@ -85,10 +87,7 @@ def test_training_draws_live_while_the_student_moves_sliders(page, server):
         return max((t["n"] for t in traces or [] if "train" in t["name"]), default=0)
 
     def wait_for_points(more_than, seconds=90):
-        for _ in range(seconds * 2):
-            if train_points() > more_than:
-                return train_points()
-            page.wait_for_timeout(500)
+        wait_until(lambda: train_points() > more_than, seconds, every=0.5)
         return train_points()
 
     before = wait_for_points(0)

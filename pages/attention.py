@@ -5,8 +5,10 @@ import html
 import streamlit as st
 
 from gptviz import analysis, detectors, viz
+from ui import state
 from ui.attention import follow_newest, generate_tokens, on_cell_click, own_generated
-from ui.common import capture, clamp, head_scores, inspected, intro, keep, last_figure, prompt_ids
+from ui.common import (capture, clamp, fit_prompt, head_scores, inspected, intro, keep, last_figure,
+                       prompt_ids)
 from ui.entry import require_app
 from ui.state import Attention
 
@@ -25,22 +27,22 @@ def no_attention_note():
             "*single head* preset) on the **Train** page, or pick another model in the sidebar.", icon="👀")
 
 
-def generation(entry, prompt: list[int]) -> list[int]:
-    """The 'let the model write' expander; returns the generated tokens shown (up to the step slider)."""
-    cfg = entry.model.config
-    owner = (entry.key, id(entry.model), tuple(prompt))
-    own_generated(owner)
-    room = cfg.block_size - len(prompt)
+def generation(entry, all_ids: list[int], prompt: list[int], owner: tuple) -> list[int]:
+    """The 'let the model write' expander; returns the generated tokens shown (up to the step slider).
+
+    `all_ids` is the whole prompt, `prompt` the part of it the model sees next to the tokens it wrote."""
+    block = entry.model.config.block_size
+    most = block - 1  # at least one prompt token stays in the window
     with st.expander("Let the model write: attention for generated tokens", expanded=bool(st.session_state[Attention.GENERATED])):
-        if room < 1:
-            st.info(f"The prompt already fills the model's window of {cfg.block_size} tokens: shorten it to "
-                    "leave room for new tokens.")
+        if most < 1:
+            st.info(f"This model's window holds {block} token: there is no room to write.")
         else:
             c1, c2, c3 = st.columns(3)
-            clamp(Attention.N_NEW, 1, room, min(20, room))
-            n_new = c1.number_input(f"Tokens to write (1–{room})", min_value=1, max_value=room, step=1, key=Attention.N_NEW,
-                                    persist_state="session",
-                                    help=f"The model sees at most {cfg.block_size} tokens, prompt included.")
+            clamp(Attention.N_NEW, 1, most, min(20, most))
+            n_new = c1.number_input(f"Tokens to write (1–{most})", min_value=1, max_value=most, step=1,
+                                    key=Attention.N_NEW, persist_state="session",
+                                    help=f"The model sees at most {block} tokens: a longer prompt is cut from the "
+                                         "start to leave room for the new ones.")
             st.session_state.setdefault(Attention.TEMPERATURE, 1.0)
             c2.slider("Temperature", 0.0, 2.0, step=0.1, key=Attention.TEMPERATURE, persist_state="session",
                       help="0 always takes the most likely token; higher values take more risks.")
@@ -48,7 +50,7 @@ def generation(entry, prompt: list[int]) -> list[int]:
             c3.number_input("Random seed", min_value=0, max_value=2**31 - 1, step=1, key=Attention.SEED,
                             persist_state="session", help="The same seed gives the same tokens.")
             st.button(f"Generate {int(n_new)} tokens", key=Attention.GENERATE, icon="✍️", on_click=generate_tokens,
-                      args=(entry.model, prompt, owner))
+                      args=(entry.model, all_ids, owner))
             if Attention.GENERATE_ERROR in st.session_state:
                 st.error(st.session_state.pop(Attention.GENERATE_ERROR), icon="⚠️")
         generated = st.session_state[Attention.GENERATED]
@@ -149,8 +151,11 @@ def main():
         no_attention_note()
         st.stop()
 
-    prompt = prompt_ids(entry, page="attention", replace_key=Attention.REPLACE)
-    shown = generation(entry, prompt)
+    all_ids = prompt_ids(entry, page="attention", replace_key=Attention.REPLACE, fit=False)
+    owner = (state.get(state.MODEL), tuple(all_ids))  # the model at any timeline step keeps the tokens it wrote
+    generated = own_generated(owner)
+    prompt = fit_prompt(entry, all_ids, room=len(generated))  # the window holds the prompt and the new tokens
+    shown = generation(entry, all_ids, prompt, owner)
     ids = prompt + shown
     labels = [tok.label(i) for i in ids]
     token_strip(tok, prompt, shown)

@@ -101,9 +101,10 @@ def bars_and_buttons(tok, probs, raw, settings_text, prompt_text):
     st.caption("Click a bar to append that token to the prompt, or use the buttons below.")
 
     a1, a2, a3, a4 = st.columns([4, 1, 1.3, 1], vertical_alignment="bottom")
-    a1.selectbox("Token to append", shown, key=NextToken.PICK,
-                 format_func=lambda i: f"{tok.label(i)}   ({float(probs[i]):.1%})")
-    a2.button("Append", key=NextToken.APPEND, on_click=append_picked, args=(tok,), width="stretch")
+    # The browser sends back the label it shows: a label must name one id for good (no probability in it).
+    a1.selectbox("Token to append", shown, key=NextToken.PICK, format_func=lambda i: f"{tok.label(i)}   (id {i})",
+                 help="The most likely tokens first, as in the bars.")
+    a2.button("Append", key=NextToken.APPEND, on_click=append_picked, args=(tok, shown), width="stretch")
     a3.button("Sample one", key=NextToken.SAMPLE_ONE, on_click=request, args=("one",), width="stretch",
               help="Draw one token from the bars above, with the seed.")
     a4.button("Undo", key=NextToken.UNDO_BUTTON, on_click=undo, disabled=not stack, width="stretch",

@@ -185,3 +185,29 @@ def test_a_bar_click_gives_the_token_of_the_bar():
     assert clicked_token({"selection": {"points": [{"customdata": [7]}]}}, [1, 2]) == 7
     assert clicked_token({"selection": {"points": [{"point_index": 1}]}}, [5, 9]) == 9
     assert clicked_token({"selection": {"points": []}}, [5]) is None and clicked_token(None, [5]) is None
+
+
+def test_append_after_sample_one_and_undo_uses_the_pick_the_browser_shows(page, ckpt):
+    """Issue 12.1: the browser sends a selectbox's value back as the label it shows. After *Sample one* the
+    picker showed a label made for the longer prompt; after *Undo* that label was sent with *Append*, and a
+    label that held a probability matched no option any more: int('r   (2.7%)') broke the page."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    page.button(key="next_token_sample_one").click().run()
+    pick = page.selectbox(key="next_token_pick")
+    shown_then, label = pick.value, pick.options[pick.index]
+    page.button(key="next_token_undo_button").click().run()
+    assert page.session_state[state.PROMPT] == PROMPT
+    assert all("%" not in o for o in page.selectbox(key="next_token_pick").options)  # labels name ids for good
+
+    states = page._tree.get_widget_states()  # what the browser sends: the stale label, and the Append click
+    (pick_state,) = [w for w in states.widgets if w.id.endswith("-next_token_pick")]
+    pick_state.string_value = label
+    (button,) = [b for b in page.button if b.key == "next_token_append"]
+    states.widgets.append(WidgetState(id=button.id, trigger_value=True))
+    page._run(states)
+    assert not page.exception
+    offered = torch.argsort(-probs_for(ckpt, PROMPT), stable=True)[:20].tolist()  # the picks for PROMPT
+    appended = ckpt.tokenizer.decode([shown_then]) if shown_then in offered else ""  # else: ignored, not a crash
+    assert page.session_state[state.PROMPT] == PROMPT + appended
+    assert page.selectbox(key=state.MODEL).value == "ckpt:shakespeare-char"

@@ -60,3 +60,24 @@ def test_a_newly_picked_model_starts_at_its_final_step(two_models):
     app.switch_page("pages/attention.py").run()
     assert app.select_slider(key="attention_timeline").value == 100  # and remembers it for its model
     assert not app.exception
+
+
+def test_the_timeline_keeps_the_generated_tokens(app):
+    """Issue 13.6: the model at step 0 looks at the very tokens the final model wrote, and back at the end
+    everything is as it was."""
+    app.session_state[state.PROMPT] = "ROMEO:\nWhat say you to "
+    app.switch_page("pages/attention.py").run()
+    app.button(key="attention_generate").click().run()
+    generated = app.session_state["attention_generated"]
+    assert len(generated) == 20
+    final = grid(app)
+    app.select_slider(key="attention_timeline").set_value(0).run()
+    assert app.session_state["attention_generated"] == generated
+    start = grid(app)
+    assert start.shape == final.shape  # prompt + the same 20 tokens
+    T = start.shape[-1]
+    assert np.abs(start - np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]).max() < 0.05  # step 0: uniform
+    app.select_slider(key="attention_timeline").set_value(800).run()
+    assert app.session_state["attention_generated"] == generated
+    assert np.allclose(grid(app), final)
+    assert not app.exception

@@ -5,30 +5,33 @@ from __future__ import annotations
 import streamlit as st
 
 from gptviz.errors import GptvizError
-from gptviz.generate import generate
+from gptviz.generate import fit_to_window, generate
 
 from .state import Attention
 
 
 
-def own_generated(owner: tuple):
-    """Generated tokens belong to one model and one prompt: anything else clears them."""
+def own_generated(owner: tuple) -> list[int]:
+    """Generated tokens belong to one model (at any step of its timeline) and one prompt: anything else clears them."""
     if st.session_state.get(Attention.GENERATED_FOR) != owner:
         st.session_state[Attention.GENERATED] = []
         st.session_state[Attention.GENERATED_FOR] = owner
+    return st.session_state[Attention.GENERATED]
 
 
 def generate_tokens(model, prompt_ids: list[int], owner: tuple):
     """The Generate button's callback: it runs before the page, so the new tokens show in this very run."""
+    n_new = int(st.session_state[Attention.N_NEW])
+    context = fit_to_window(prompt_ids, model.config.block_size, room=n_new)  # one window: prompt and new tokens
     try:
-        new = generate(model, prompt_ids, int(st.session_state[Attention.N_NEW]),
-                       temperature=float(st.session_state[Attention.TEMPERATURE]), seed=int(st.session_state[Attention.SEED]))
+        new = generate(model, context, n_new, temperature=float(st.session_state[Attention.TEMPERATURE]),
+                       seed=int(st.session_state[Attention.SEED]))
     except GptvizError as e:
         st.session_state[Attention.GENERATE_ERROR] = str(e)
         return
     st.session_state[Attention.GENERATED], st.session_state[Attention.GENERATED_FOR] = new, owner
     st.session_state[Attention.STEP] = len(new)
-    st.session_state[Attention.QUERY] = len(prompt_ids) + len(new) - 1  # the newest token asks
+    st.session_state[Attention.QUERY] = len(context) + len(new) - 1  # the newest token asks
 
 
 def follow_newest(prompt_length: int):

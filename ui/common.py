@@ -55,7 +55,7 @@ def prompt_input(model: ModelEntry, page: str, label: str = "Prompt") -> str:
     return state.get(state.PROMPT)
 
 
-def prompt_ids(model: ModelEntry, text: str, replace_unknown: bool = False) -> list[int]:
+def tokenize_prompt(model: ModelEntry, text: str, replace_unknown: bool = False) -> list[int]:
     """Every token id of the prompt (GptvizError for an empty prompt or characters the model never saw)."""
     if not text:
         raise GptvizError("The prompt is empty: type a few characters.")
@@ -79,7 +79,7 @@ def fit_prompt(model: ModelEntry, ids: list[int], room: int = 0) -> list[int]:
 
 def encode_prompt(model: ModelEntry, text: str, replace_unknown: bool = False, room: int = 0) -> list[int]:
     """Token ids of the prompt, cut to the model's window (and saying so)."""
-    return fit_prompt(model, prompt_ids(model, text, replace_unknown), room)
+    return fit_prompt(model, tokenize_prompt(model, text, replace_unknown), room)
 
 
 
@@ -149,12 +149,14 @@ def replace_unknown_box(model: ModelEntry, key: str) -> bool:
                        help=f"Characters outside the model's vocabulary become {tok.replacement!r}.")
 
 
-def prompt_ids(model: ModelEntry, page: str, replace_key: str | None = None) -> list[int]:
-    """The shared prompt box, the replace box and the prompt's token ids (stops the run with a message if unusable)."""
+def prompt_ids(model: ModelEntry, page: str, replace_key: str | None = None, fit: bool = True) -> list[int]:
+    """The shared prompt box, the replace box and the prompt's token ids (stops the run with a message if unusable).
+
+    The ids are cut to the model's window, with the note, unless `fit` is False (the page fits them itself)."""
     text = prompt_input(model, page=page)
     replace = replace_unknown_box(model, key=replace_key or f"{page}_replace")
     with student_errors():
-        return encode_prompt(model, text, replace_unknown=replace)
+        return encode_prompt(model, text, replace) if fit else tokenize_prompt(model, text, replace)
 
 
 def inspected(page: str) -> ModelEntry:

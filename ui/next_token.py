@@ -39,10 +39,11 @@ def on_bar_click(tok, shown: list[int]):
         append(tok, token)
 
 
-def append_picked(tok):
+def append_picked(tok, shown: list[int]):
+    """Append the token picked in the list; a pick that is not one of the ids offered is ignored."""
     token = st.session_state.get(NextToken.PICK)
-    if token is not None:
-        append(tok, int(token))
+    if token in shown:
+        append(tok, token)
 
 
 def request(what: str):

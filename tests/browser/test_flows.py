@@ -162,3 +162,88 @@ def test_a_shared_link_to_a_page_works_on_a_fresh_server(page):
         no_exception(page)
     finally:
         fresh.stop()
+
+
+def prompt_box(page):
+    return page.locator("[data-testid=stMain] textarea").first
+
+
+def type_prompt(page, text):
+    prompt_box(page).fill(text)
+    prompt_box(page).press("Control+Enter")
+    wait_idle(page)
+
+
+def click(page, name):
+    page.get_by_role("button", name=name, exact=True).click()
+    wait_idle(page)
+
+
+def open_model_file(page, path):
+    """Open a checkpoint from the sidebar and wait until the picker shows it (the upload finishes after the rerun)."""
+    from playwright.sync_api import expect
+
+    page.locator("[data-testid=stSidebar] input[type=file]").set_input_files(str(path))
+    expect(page.locator("[data-testid=stSidebar] input[role=combobox]")).to_have_value(f"📂 {path.stem}",
+                                                                                      timeout=60_000)
+    wait_idle(page)
+
+
+def no_error_at_all(page):
+    no_exception(page)
+    assert page.get_by_text("This app has encountered an error").count() == 0
+
+
+def test_sample_one_undo_append_keeps_the_page_the_model_and_the_step(page, server, tmp_path):
+    """Issue 12.1: this sequence replaced the page with Streamlit's redacted error; after a page switch the sidebar
+    showed another model and the timeline had moved."""
+    other = tmp_path / "another-model.safetensors"
+    other.write_bytes((ROOT / "checkpoints" / "shakespeare-char.safetensors").read_bytes())
+    open_page(page, server, "next_token")
+    open_model_file(page, other)
+    page.locator("[data-testid=stSidebar] input[role=combobox]").click()
+    page.get_by_role("option", name="💾 shakespeare-char").click()
+    wait_idle(page)
+    press(page, "Training step (timeline)", "End", "ArrowLeft")  # step 300
+    prompt = "ROMEO:\nWhat say you to "
+    type_prompt(page, prompt)
+    page.locator("[data-testid=stMain] input[role=combobox]").click()
+    page.get_by_role("option").nth(4).click()  # a token that stays on the list after Sample one
+    wait_idle(page)
+    picked = page.locator("[data-testid=stMain] input[role=combobox]").input_value()
+    click(page, "Sample one")
+    click(page, "Undo")
+    assert prompt_box(page).input_value() == prompt
+    click(page, "Append")
+    no_error_at_all(page)
+    grown = prompt_box(page).input_value()
+    assert grown.startswith(prompt) and len(grown) == len(prompt) + 1
+    assert re.fullmatch(r"\w   \(id \d+\)", picked) and grown[-1] == picked[0]  # the token the list showed
+    goto(page, "Attention")
+    goto(page, "Next token")
+    no_error_at_all(page)
+    assert model_in_picker(page) == "💾 shakespeare-char"
+    assert slider(page, "Training step (timeline)").get_attribute("aria-valuetext") == "300"
+
+
+def test_a_prompt_longer_than_the_window_still_generates(page, server, tmp_path):
+    """Issue 13.5: with block_size 32 and a 40-character prompt the Generate controls were replaced by a note."""
+    import torch
+
+    from gptviz.checkpoints import load_checkpoint, save_checkpoint
+    from gptviz.model import GPT, GPTConfig
+
+    tok = load_checkpoint(ROOT / "checkpoints" / "shakespeare-char.safetensors").tokenizer
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    save_checkpoint(tmp_path / "block-32.safetensors", model, tok, {"corpus": "tinyshakespeare"})
+    open_page(page, server, "attention")
+    open_model_file(page, tmp_path / "block-32.safetensors")
+    type_prompt(page, "ROMEO:\nWhat say you to this, my lord now")  # 40 characters
+    assert page.get_by_text("so only the last 32 are used").count() == 1
+    page.get_by_text("Let the model write: attention for generated tokens").click()
+    click(page, "Generate 20 tokens")
+    no_error_at_all(page)
+    assert page.get_by_text("20 of them for the tokens it writes, so only the last 12 are used").count() == 1
+    assert slider(page, "Step through the generated tokens").get_attribute("aria-valuetext") == "20"
+    screenshot(page, "attention-long-prompt")

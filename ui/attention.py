@@ -10,7 +10,6 @@ from gptviz.generate import fit_to_window, generate
 from .state import Attention
 
 
-
 def own_generated(owner: tuple) -> list[int]:
     """Generated tokens belong to one model (at any step of its timeline) and one prompt: anything else clears them."""
     if st.session_state.get(Attention.GENERATED_FOR) != owner:

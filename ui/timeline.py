@@ -18,7 +18,6 @@ from . import state
 from .models import ModelEntry
 
 
-
 def final_step(entry: ModelEntry) -> int:
     steps = entry.meta.get("history", {}).get("step", [])
     return steps[-1] + 1 if steps else max(entry.snapshots, default=0)

@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=5, help="interleaved rounds per implementation")
     b.add_argument("--steps", type=int, default=10, help="training steps timed per round")
     b.add_argument("--skip-quality", action="store_true", help="skip the time-to-loss-2.0 training run")
+    b.add_argument("--only-bpe", action="store_true", help="only the BPE training and replay figures")
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
     b.set_defaults(func=cmd_bench)
 
@@ -398,8 +399,11 @@ def cmd_ladder(args):
 
 
 def cmd_bench(args):
-    from .bench import run_bench
+    from .bench import bench_bpe, run_bench
 
-    results = run_bench(rounds=args.rounds, steps=args.steps, quality=not args.skip_quality, log=print)
+    if args.only_bpe:
+        results = bench_bpe(log=print)
+    else:
+        results = run_bench(rounds=args.rounds, steps=args.steps, quality=not args.skip_quality, log=print)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -58,7 +58,7 @@ def own_sentence(tok):
         sample = st.text_input("Sentence", "The quick brown fox jumps over the lazy dog.", key=state.Data.SENTENCE,
                                persist_state="session")
         with student_errors():
-            ids = tok.encode(sample, unknown="replace") if tok.kind == "char" else tok.encode(sample)
+            ids = tok.encode(sample, unknown="replace")
         st.html(viz.token_html(tok, ids))
         st.caption(f"{len(sample)} characters → {len(ids)} tokens: {ids[:40]}{' …' if len(ids) > 40 else ''}")
 

@@ -1,4 +1,7 @@
+import base64
+import hashlib
 import json
+import re
 
 import pytest
 import torch
@@ -180,23 +183,66 @@ def test_bpe_is_deterministic():
     assert T.build("bpe", text, 300).merges == T.build("bpe", text, 300).merges
 
 
-def test_bpe_matches_simple_reference():
-    # the incremental trainer must learn the same merges as the textbook "count all pairs, merge the top one"
-    text = SAMPLE[:3000] + UNICODE + " abcabc abab bcbc"
+def textbook_merges(text, vocab_size):
+    """The textbook BPE trainer: count all pairs in every chunk, merge the top one everywhere, repeat."""
     chunks = [list(c.encode("utf-8")) for c in T._SPLIT.findall(text)]
     vocab = [bytes([i]) for i in range(256)]
     expected = []
-    while len(vocab) < 330:
+    while len(vocab) < vocab_size:
         counts = {}
         for ids in chunks:
             for p in zip(ids, ids[1:]):
                 counts[p] = counts.get(p, 0) + 1
         allowed = [(-c, p) for p, c in counts.items() if vocab[p[0]] + vocab[p[1]] not in vocab]
+        if not allowed:
+            break
         pair = min(allowed)[1]
         expected.append(pair)
         vocab.append(vocab[pair[0]] + vocab[pair[1]])
         chunks = [T._merge(ids, pair, len(vocab) - 1) for ids in chunks]
-    assert T.train_bpe(text, 330) == expected
+    return expected
+
+
+NO_SPACES = re.sub(r"[^A-Za-z]", "", SAMPLE)  # one long chunk, like Chinese, Thai or minified code
+
+
+@pytest.mark.parametrize("text, size", [
+    (SAMPLE[:3000] + UNICODE + " abcabc abab bcbc", 330),
+    ("aaaaaaaaaa aaa aaaa ab ab abab " * 3 + "bbbbbbb", 270),  # runs: "aaa" merges as "(aa)a"
+    (NO_SPACES[:4000], 330),
+    ("".join(chr(0x4E00 + ord(c) % 40) for c in NO_SPACES[:1500]), 320),  # CJK without punctuation
+])
+def test_bpe_matches_simple_reference(text, size):
+    # the incremental trainer must learn the same merges as the textbook "count all pairs, merge the top one"
+    assert T.train_bpe(text, size) == textbook_merges(text, size)
+
+
+def textbook_replay(tok, text, n):
+    """The BPE rule by rescanning every pair after each join (the old replay, tiktoken's rule)."""
+    out = []
+    for chunk in T._SPLIT.findall(text):
+        data, limit = chunk.encode(), 256 + n
+        if tok.ranks.get(data, limit) < limit:
+            out.append(tok.ranks[data])
+            continue
+        parts = [bytes([b]) for b in data]
+        while True:
+            ranks = [tok.ranks.get(a + b, limit) for a, b in zip(parts, parts[1:])]
+            if not ranks or min(ranks) >= limit:
+                break
+            i = ranks.index(min(ranks))
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        out += [tok.ranks[p] for p in parts]
+    return out
+
+
+def test_bpe_replay_of_a_long_chunk_matches_the_textbook_rule():
+    tok = T.build("bpe", NO_SPACES, 400)
+    text = NO_SPACES[-3000:]  # a single 3,000-letter chunk
+    for n in (0, 1, 7, 50, 143):
+        assert tok.replay(text, n) == textbook_replay(tok, text, n)
+    long = NO_SPACES[:10_000]  # the size the bench times
+    assert tok.replay(long) == tok.encode(long)
 
 
 def test_bpe_stops_early_on_tiny_text():
@@ -227,3 +273,138 @@ def test_bpe_on_the_full_corpus():  # its speed: `python -m gptviz bench`
     ids = tok.encode(text)
     assert tok.decode(ids) == text
     assert len(ids) < 0.6 * len(text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------- text without ids: one rule for all kinds
+
+BROKEN = "a\udc00b"  # a lone surrogate: half of a UTF-16 pair, no UTF-8 bytes
+
+
+@pytest.mark.parametrize("name", ["char", "gpt2", "bpe"])
+def test_lone_surrogate_one_behaviour(name, request):
+    tok = T.build("char", "ab?") if name == "char" else request.getfixturevalue(name)
+    with pytest.raises(TokenizerError) as e:
+        tok.encode(BROKEN)
+    assert "'\\udc00'" in str(e.value) and "surrogate" in str(e.value)
+    rep = tok.replacement  # "?" for this char model, U+FFFD for the byte-level kinds
+    assert tok.encode(BROKEN, unknown="replace") == tok.encode("a" + rep + "b")
+    assert tok.encode(BROKEN, unknown="skip") == tok.encode("ab")
+    assert tok.decode(tok.encode(BROKEN, unknown="replace")) == "a" + rep + "b"
+    if name != "char":
+        assert rep == "\ufffd"
+
+
+def test_replay_equals_encode_in_every_mode(bpe):
+    text = "hello " + BROKEN + " world\ud83d"
+    for mode in ("replace", "skip"):
+        assert bpe.replay(text, unknown=mode) == bpe.encode(text, unknown=mode)
+    with pytest.raises(TokenizerError):
+        bpe.replay(text)  # the same error as encode, not a UnicodeEncodeError
+    assert bpe.replay(text, 0, unknown="replace") == list(bpe.clean(text, "replace").encode())
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_training_text_with_lone_surrogates_refused(kind):
+    with pytest.raises(TokenizerError) as e:
+        T.build(kind, "hello " * 20 + BROKEN, 300)
+    assert "surrogate" in str(e.value) and "Remove" in str(e.value)
+
+
+def test_unknown_mode_checked(gpt2):
+    with pytest.raises(ConfigError) as e:
+        gpt2.encode("hi", unknown="ignore")
+    assert "error" in str(e.value) and "skip" in str(e.value)
+
+
+def test_closed_vocabulary_only_for_char(char, gpt2, bpe):
+    # what the pages read to offer "replace unseen characters"
+    assert (char.closed_vocabulary, gpt2.closed_vocabulary, bpe.closed_vocabulary) == (True, False, False)
+
+
+# ---------------------------------------------------------------- kinds: one registry
+
+
+def test_a_new_kind_is_one_class_and_one_registration():
+    class Upper(T.CharTokenizer):  # e.g. a char tokenizer over upper-cased text
+        kind = "upper"
+
+        @classmethod
+        def build(cls, text, vocab_size=None):
+            return cls("".join(sorted(set(text.upper()))))
+
+        def to_dict(self):
+            return {"kind": "upper", "chars": self.chars}
+
+    T.register(Upper)
+    try:
+        tok = T.build("upper", "Hello")
+        assert tok.chars == "EHLO" and tok.encode("HELLO") == [1, 0, 2, 2, 3]
+        assert T.from_dict(tok.to_dict()).chars == "EHLO"
+        with pytest.raises(GptvizError) as e:
+            T.build("word")
+        assert "upper" in str(e.value)  # the list of kinds is read from the registry
+    finally:
+        del T.KINDS["upper"]
+    assert list(T.KINDS) == ["char", "gpt2", "bpe"]
+
+
+# ---------------------------------------------------------------- GPT-2 ranks: the bundled file, checked
+
+
+def _swap_hello_world(data: bytes) -> bytes:
+    """The ranks file with the ranks of 'hello' and ' world' swapped (still a valid ranks file)."""
+    lines = data.split(b"\n")
+    hello, world = base64.b64encode(b"hello"), base64.b64encode(b" world")
+    for n, line in enumerate(lines):
+        tok, _, rank = line.partition(b" ")
+        if tok == hello:
+            lines[n] = tok + b" 995"
+        elif tok == world:
+            lines[n] = tok + b" 31373"
+    return b"\n".join(lines)
+
+
+def test_gpt2_ignores_a_poisoned_tiktoken_cache(tmp_path, monkeypatch):
+    import tiktoken.load
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # where tiktoken's download cache keeps a copy of a file it loaded by path
+    key = hashlib.sha1(str(T.GPT2_RANKS_FILE).encode()).hexdigest()
+    (cache / key).write_bytes(_swap_hello_world(T.GPT2_RANKS_FILE.read_bytes()))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    # the planted entry is real: tiktoken's loader trusts it...
+    assert tiktoken.load.load_tiktoken_bpe(str(T.GPT2_RANKS_FILE))[b"hello"] == 995
+    # ...gptviz reads the bundled file itself
+    assert T.load_gpt2_encoding().encode_ordinary("hello world") == [31373, 995]
+
+
+def test_gpt2_starts_with_an_unwritable_cache_dir(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "a-file" / "cache"))  # no one can create it
+    enc = T.load_gpt2_encoding()
+    assert enc.encode_ordinary("hello world") == [31373, 995] and enc.n_vocab == 50257
+    assert not (tmp_path / "a-file").is_dir()
+
+
+def test_gpt2_ranks_hash_is_the_files():
+    assert hashlib.sha256(T.GPT2_RANKS_FILE.read_bytes()).hexdigest() == T.GPT2_RANKS_SHA256
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: _swap_hello_world(d),  # still well-formed: only the checksum tells
+    lambda d: d[: len(d) // 2],  # cut off
+    lambda d: d.replace(b"IQ== 0", b"IQ== x"),
+])
+def test_gpt2_damaged_ranks_refused(tmp_path, damage):
+    bad = tmp_path / "gpt2.tiktoken"
+    bad.write_bytes(damage(T.GPT2_RANKS_FILE.read_bytes()))
+    with pytest.raises(TokenizerError) as e:
+        T.load_gpt2_encoding(bad)
+    assert "damaged" in str(e.value) and "Reinstall" in str(e.value)
+
+
+def test_gpt2_missing_ranks_refused(tmp_path):
+    with pytest.raises(TokenizerError) as e:
+        T.load_gpt2_encoding(tmp_path / "nothing.tiktoken")
+    assert "cannot be read" in str(e.value)

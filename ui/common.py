@@ -60,7 +60,7 @@ def tokenize_prompt(model: ModelEntry, text: str, replace_unknown: bool = False)
     if not text:
         raise GptvizError("The prompt is empty: type a few characters.")
     tok = model.tokenizer
-    ids = tok.encode(text, unknown="replace") if (replace_unknown and tok.kind == "char") else tok.encode(text)
+    ids = tok.encode(text, unknown="replace" if replace_unknown else "error")
     if not ids:
         raise GptvizError("The prompt gives no tokens: type a few characters.")
     return ids
@@ -143,7 +143,7 @@ def last_figure(name, key, make):
 def replace_unknown_box(model: ModelEntry, key: str) -> bool:
     """A 'replace unknown characters' checkbox for character models; False (and nothing drawn) for others."""
     tok = model.tokenizer
-    if tok.kind != "char":
+    if not tok.closed_vocabulary:  # every text has ids: nothing to replace
         return False
     return st.checkbox("Replace characters the model never saw", key=key, persist_state="session",
                        help=f"Characters outside the model's vocabulary become {tok.replacement!r}.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -19,6 +20,13 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from .errors import ConfigError
+
+
+# Upper bounds far above anything a CPU classroom trains (GPT-2 XL has 48 layers of 1,600), so that a
+# damaged or hostile checkpoint cannot ask for a model that takes minutes or gigabytes to build.
+MAX_SETTINGS = dict(n_layer=128, n_head=256, n_embd=16_384, block_size=16_384, vocab_size=1_000_000)
+_SETTING_TYPES = {"int": numbers.Integral, "float": numbers.Real, "bool": bool}
+_TYPE_WORDS = {numbers.Integral: "a whole number", numbers.Real: "a number", bool: "true or false"}
 
 
 @dataclass
@@ -40,9 +48,16 @@ class GPTConfig:
         self.validate()
 
     def validate(self):
+        for f in fields(self):  # settings read from a file can hold anything JSON can
+            v, kind = getattr(self, f.name), _SETTING_TYPES[f.type]
+            if isinstance(v, bool) != (kind is bool) or not isinstance(v, kind):
+                raise ConfigError(f"{f.name} must be {_TYPE_WORDS[kind]}, not {v!r}.")
         for name in ("vocab_size", "block_size", "n_embd"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)}).")
+        for name, most in MAX_SETTINGS.items():
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name} can be at most {most:,} (got {getattr(self, name):,}).")
         if self.n_layer < 0:
             raise ConfigError(f"n_layer must be 0 or more (got {self.n_layer}).")
         if self.n_layer > 0:
@@ -55,6 +70,20 @@ class GPTConfig:
                 )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1) (got {self.dropout}).")
+
+    def num_params(self) -> int:
+        """The model's parameter count from the settings alone, without building it (what a file's
+        header asks for is checked with this before anything is allocated)."""
+        C, V, L = self.n_embd, self.vocab_size, self.n_layer
+        norm = (2 * C if self.bias else C) if self.layernorm else 0
+
+        def linear(n_in, n_out):
+            return n_in * n_out + (n_out if self.bias else 0)
+
+        attn = norm + linear(C, 3 * C) + linear(C, C)
+        mlp = norm + linear(C, 4 * C) + linear(4 * C, C) if self.mlp else 0
+        pos = self.block_size * C if self.pos_embd else 0
+        return V * C + pos + L * (attn + mlp) + norm + linear(C, V)
 
     @property
     def head_size(self) -> int:

@@ -170,3 +170,114 @@ def test_a_free_name_never_replaces_a_checkpoint(tmp_path, small_model, shakespe
         save_checkpoint(tmp_path / f"{stem}.safetensors", small_model, shakespeare_char.tokenizer)
     assert free_name("gpt-shakespeare", tmp_path) == "gpt-shakespeare-3"
     assert free_name("other", tmp_path) == "other"
+
+
+# ---------------------------------------------------------------- validation on load (issue: trust no file)
+
+
+def _with_header(data: bytes, edit) -> bytes:
+    """The file's bytes with its JSON header changed by edit(header) (the tensors' bytes unchanged)."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n:]
+
+
+def _edit_section(name, **changes):
+    def edit(header):
+        section = json.loads(header["__metadata__"][name])
+        section.update(changes)
+        header["__metadata__"][name] = json.dumps(section)
+    return edit
+
+
+@pytest.mark.parametrize("key", ["snapshot.abc.wte.weight", "snapshot.5", "snapshot.-1.wte.weight",
+                                 "snapshot.².wte.weight", "snapshot.3.not_a_weight"])
+def test_odd_snapshot_keys_are_refused_with_a_message(saved, key):
+    def rename(header):
+        header[key] = header.pop("snapshot.0.wte.weight")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(_with_header(saved[0].read_bytes(), rename))
+    assert "snapshot" in str(e.value) or key in str(e.value)
+
+
+def test_snapshot_shapes_are_checked_on_load(saved, tmp_path):
+    tensors, meta = _parts(saved[0])
+    tensors["snapshot.0.wpe.weight"] = tensors["snapshot.0.wpe.weight"][:-1].contiguous()
+    with pytest.raises(CheckpointError, match=r"snapshot.0.wpe.weight \(15, 32\) \(expected \(16, 32\)\)"):
+        load_checkpoint(_rewrite(tmp_path / "s.safetensors", tensors, meta))
+    tensors, meta = _parts(saved[0])
+    del tensors["snapshot.0.ln_f.bias"]
+    with pytest.raises(CheckpointError, match="snapshot of step 0 is incomplete"):
+        load_checkpoint(_rewrite(tmp_path / "t.safetensors", tensors, meta))
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(n_layer=100_000), "n_layer can be at most"),
+    (dict(n_embd=16_384, n_head=1, vocab_size=1_000_000, block_size=16_384), "parameters"),  # ~20 G parameters
+    (dict(n_layer=128, n_embd=4096, n_head=64), "parameters"),
+    (dict(block_size=2 ** 40), "block_size can be at most"),
+    (dict(n_layer=4.0), "whole number"),
+    (dict(bias="yes"), "true or false"),
+])
+def test_absurd_settings_are_refused_before_anything_is_allocated(saved, changes, words):
+    import resource
+    data = _with_header(saved[0].read_bytes(), _edit_section("config", **changes))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=words):
+        load_checkpoint(data)
+    # the model they ask for would take from gigabytes to terabytes; the peak memory did not move
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 50 * 1024  # KiB
+
+
+def test_nan_weights_are_refused_with_a_message(saved, tmp_path):
+    tensors, meta = _parts(saved[0])
+    tensors["model.blocks.1.mlp.c_fc.weight"][3, 4] = float("nan")
+    with pytest.raises(CheckpointError, match="NaN or infinite.*diverged.*lower learning rate"):
+        load_checkpoint(_rewrite(tmp_path / "n.safetensors", tensors, meta))
+    tensors, meta = _parts(saved[0])
+    tensors["model.lm_head.weight"].fill_(3e38)  # finite, but the logits overflow
+    with pytest.raises(CheckpointError, match="overflow"):
+        load_checkpoint(_rewrite(tmp_path / "o.safetensors", tensors, meta))
+
+
+def test_half_precision_weights_load_as_float32(saved, tmp_path):
+    tensors, meta = _parts(saved[0])
+    tensors = {k: v.half() for k, v in tensors.items()}
+    ck = load_checkpoint(_rewrite(tmp_path / "h.safetensors", tensors, meta))
+    assert ck.model.wte.weight.dtype == torch.float32
+    assert torch.equal(ck.model.wte.weight, tensors["model.wte.weight"].float())
+
+
+def test_tensors_the_model_does_not_have_are_refused(saved, tmp_path):
+    tensors, meta = _parts(saved[0])
+    tensors["model.blocks.9.attn.c_attn.weight"] = torch.zeros(2)
+    with pytest.raises(CheckpointError, match="weights this model does not have"):
+        load_checkpoint(_rewrite(tmp_path / "x.safetensors", tensors, meta))
+    tensors, meta = _parts(saved[0])
+    tensors["model.wte.weight"] = tensors["model.wte.weight"].long()
+    with pytest.raises(CheckpointError, match="not as floating-point"):
+        load_checkpoint(_rewrite(tmp_path / "i.safetensors", tensors, meta))
+
+
+def test_a_tokenizer_bigger_than_the_model_is_refused(saved):
+    data = _with_header(saved[0].read_bytes(), _edit_section("tokenizer", kind="gpt2"))
+    with pytest.raises(CheckpointError, match="50,257 tokens but its model only [0-9]+"):
+        load_checkpoint(data)
+
+
+@pytest.mark.parametrize("meta", [{"history": []}, {"history": {"step": ["a"]}}, {"corpus": 5},
+                                  {"history": {"samples": [1]}}])
+def test_damaged_training_records_are_refused(saved, meta):
+    data = _with_header(saved[0].read_bytes(), _edit_section("meta", **meta))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(data)
+
+
+def test_a_header_that_is_not_an_object_is_refused(saved):
+    data = saved[0].read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    for raw in (b"[1, 2]", b"[" * 100_000 + b"]" * 100_000, b'{"__metadata__": [1]}'):
+        with pytest.raises(CheckpointError):
+            load_checkpoint(struct.pack("<Q", len(raw)) + raw + data[8 + n:])

@@ -168,3 +168,20 @@ def test_config_round_trips_through_a_dict(small_config):
     assert GPTConfig.from_dict(small_config.to_dict()) == small_config
     with pytest.raises(ConfigError, match="n_lyer"):
         GPTConfig.from_dict({**small_config.to_dict(), "n_lyer": 3})
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("switches", [{}, dict(bias=False), dict(layernorm=False, pos_embd=False), dict(mlp=False)])
+def test_parameter_count_from_the_settings_alone(preset, switches):
+    # what a checkpoint's header asks for is sized with this before any model is built
+    config = preset_config(preset, 65, **switches)
+    assert config.num_params() == GPT(config).num_params()
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("n_layer", 2.0, "whole number"), ("n_head", True, "whole number"), ("dropout", "0.1", "a number"),
+    ("bias", 1, "true or false"), ("n_layer", 100_000, "at most 128"), ("vocab_size", 10**9, "at most"),
+])
+def test_settings_of_the_wrong_type_or_size_are_refused(field, value, words):
+    with pytest.raises(ConfigError, match=f"{field} .*{words}|{field} must be {words}"):
+        GPTConfig(**{field: value})

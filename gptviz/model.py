@@ -5,7 +5,8 @@ One class covers the whole ladder; the presets at the bottom switch parts on and
 
 Every interesting activation passes through a `HookPoint`. Nobody listens during training,
 so the hook costs one function call; `run_with_cache` listens to all of them and returns
-a dict named like TransformerLens (`blocks.0.attn.pattern`, `blocks.1.resid_post`, ...).
+a dict of short names (`blocks.0.attn.pattern`, `blocks.1.resid_post`, ...) that also answers to
+TransformerLens's names (`blocks.0.attn.hook_pattern`, ...) with TransformerLens's shapes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import re
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -116,6 +118,57 @@ class HookPoint(nn.Module):
         return bool(self._forward_hooks)
 
 
+# TransformerLens's names for our activations: (its name pattern, our name, how its shape differs).
+# Read from TransformerLens's components (HookedTransformer, abstract_attention, mlp, layer_norm).
+_HEADS_LAST = "heads"  # ours (batch, head, pos, d_head), TransformerLens's (batch, pos, head, d_head)
+_NO_BATCH = "batch"  # ours (pos, d_model), TransformerLens's (batch, pos, d_model)
+TRANSFORMER_LENS_NAMES = [
+    (r"hook_embed", "embed", None),
+    (r"hook_pos_embed", "pos_embed", _NO_BATCH),
+    (r"blocks\.(\d+)\.hook_resid_pre", "blocks.{0}.resid_pre", None),
+    (r"blocks\.(\d+)\.attn\.hook_([qkvz])", "blocks.{0}.attn.{1}", _HEADS_LAST),
+    (r"blocks\.(\d+)\.attn\.hook_attn_scores", "blocks.{0}.attn.scores", None),
+    (r"blocks\.(\d+)\.attn\.hook_pattern", "blocks.{0}.attn.pattern", None),
+    (r"blocks\.(\d+)\.hook_attn_out", "blocks.{0}.attn.out", None),
+    (r"blocks\.(\d+)\.hook_resid_mid", "blocks.{0}.resid_mid", None),
+    (r"blocks\.(\d+)\.mlp\.hook_pre", "blocks.{0}.mlp.pre", None),
+    (r"blocks\.(\d+)\.mlp\.hook_post", "blocks.{0}.mlp.hidden", None),
+    (r"blocks\.(\d+)\.hook_mlp_out", "blocks.{0}.mlp.out", None),
+    (r"blocks\.(\d+)\.hook_resid_post", "blocks.{0}.resid_post", None),
+    (r"ln_final\.hook_normalized", "ln_final", None),
+]
+_TL = [(re.compile(pattern), ours, view) for pattern, ours, view in TRANSFORMER_LENS_NAMES]
+
+
+class ActivationCache(dict):
+    """`run_with_cache`'s activations under our names; TransformerLens's names also work, as views
+    with its shapes (no copy): cache["blocks.0.attn.hook_q"] is cache["blocks.0.attn.q"].transpose(1, 2)."""
+
+    def _alias(self, name):
+        for pattern, ours, view in _TL:
+            m = pattern.fullmatch(name) if isinstance(name, str) else None
+            if m and dict.__contains__(self, ours.format(*m.groups())):
+                t = dict.__getitem__(self, ours.format(*m.groups()))
+                if view == _HEADS_LAST:
+                    return t.transpose(1, 2)
+                if view == _NO_BATCH:
+                    return t.expand(dict.__getitem__(self, "embed").shape[0], *t.shape)
+                return t
+        return None
+
+    def __missing__(self, name):
+        t = self._alias(name)
+        if t is None:
+            raise KeyError(name)
+        return t
+
+    def __contains__(self, name):
+        return dict.__contains__(self, name) or self._alias(name) is not None
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -168,13 +221,14 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = nn.GELU()
+        self.hook_pre = HookPoint()  # (B, T, 4 * n_embd) before the non-linearity
         self.hook_hidden = HookPoint()  # (B, T, 4 * n_embd) after the non-linearity
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
         self.hook_out = HookPoint()
 
     def forward(self, x):
-        return self.hook_out(self.dropout(self.c_proj(self.hook_hidden(self.gelu(self.c_fc(x))))))
+        return self.hook_out(self.dropout(self.c_proj(self.hook_hidden(self.gelu(self.hook_pre(self.c_fc(x)))))))
 
 
 def _norm(config: GPTConfig) -> nn.Module:
@@ -287,7 +341,7 @@ class GPT(nn.Module):
 
         Interventions compose: inside `with model.ablate_heads(...)` the cache shows the ablated run.
         """
-        cache = {}
+        cache = ActivationCache()
 
         def saver(name):
             def save(t):

@@ -185,3 +185,68 @@ def test_parameter_count_from_the_settings_alone(preset, switches):
 def test_settings_of_the_wrong_type_or_size_are_refused(field, value, words):
     with pytest.raises(ConfigError, match=f"{field} .*{words}|{field} must be {words}"):
         GPTConfig(**{field: value})
+
+
+# ---------------------------------------------------------------- TransformerLens's names
+
+
+def test_code_written_for_transformer_lens_reads_our_cache(small_model):
+    """TransformerLens's recipe for each activation, run on the cache under its own names and shapes."""
+    import torch.nn.functional as F
+    cfg, m = small_model.config, small_model
+    idx = torch.randint(0, cfg.vocab_size, (2, 9))
+    logits, cache = m.run_with_cache(idx)
+    B, T, H, D = 2, 9, cfg.n_head, cfg.head_size
+    assert torch.equal(cache["hook_embed"] + cache["hook_pos_embed"], cache["blocks.0.hook_resid_pre"])
+    for i, block in enumerate(m.blocks):
+        q, k, v = (cache[f"blocks.{i}.attn.hook_{n}"] for n in "qkv")
+        assert q.shape == k.shape == v.shape == (B, T, H, D)  # batch, pos, head_index, d_head
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / D ** 0.5
+        scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+        assert torch.allclose(scores, cache[f"blocks.{i}.attn.hook_attn_scores"], atol=1e-5)
+        pattern = cache[f"blocks.{i}.attn.hook_pattern"]
+        assert torch.allclose(pattern, scores.softmax(-1), atol=1e-6)
+        z = cache[f"blocks.{i}.attn.hook_z"]
+        assert torch.allclose(z, torch.einsum("bhqk,bkhd->bqhd", pattern, v), atol=1e-6)
+        attn_out = block.attn.c_proj(z.reshape(B, T, H * D))  # W_O over the heads, TL's "z -> attn_out"
+        assert torch.allclose(attn_out, cache[f"blocks.{i}.hook_attn_out"], atol=1e-6)
+        resid_mid = cache[f"blocks.{i}.hook_resid_pre"] + cache[f"blocks.{i}.hook_attn_out"]
+        assert torch.allclose(resid_mid, cache[f"blocks.{i}.hook_resid_mid"], atol=1e-6)
+        assert torch.allclose(F.gelu(cache[f"blocks.{i}.mlp.hook_pre"]), cache[f"blocks.{i}.mlp.hook_post"])
+        resid_post = cache[f"blocks.{i}.hook_resid_mid"] + cache[f"blocks.{i}.hook_mlp_out"]
+        assert torch.allclose(resid_post, cache[f"blocks.{i}.hook_resid_post"], atol=1e-6)
+    assert torch.allclose(m.lm_head(cache["ln_final.hook_normalized"]), logits, atol=1e-6)
+    # zero-copy views of our tensors, and still a dict of our own names
+    assert cache["blocks.0.attn.hook_q"].data_ptr() == cache["blocks.0.attn.q"].data_ptr()
+    assert cache["hook_pos_embed"].data_ptr() == cache["pos_embed"].data_ptr()
+    assert "blocks.0.attn.hook_z" in cache and not any(k.startswith("hook_") for k in cache)
+    assert cache.get("blocks.9.attn.hook_q") is None
+    with pytest.raises(KeyError):
+        cache["blocks.0.attn.hook_result"]  # not provided (README lists what is not)
+
+
+# ---------------------------------------------------------------- which attention kernel runs
+
+
+def _aten_calls(model, idx, names=None) -> dict[str, int]:
+    """How often each aten operator ran in one forward pass (torch's own profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        if names is None:
+            model(idx)
+        else:
+            model.run_with_cache(idx, names)
+    return {e.key: e.count for e in prof.key_averages()}
+
+
+def test_fused_attention_runs_unless_someone_listens_to_the_pattern(small_model):
+    n = small_model.config.n_layer
+    idx = torch.randint(0, small_model.config.vocab_size, (1, 12))
+    plain = _aten_calls(small_model, idx)
+    assert plain.get("aten::scaled_dot_product_attention") == n and "aten::_softmax" not in plain
+    resid = _aten_calls(small_model, idx, ["blocks.0.resid_post", "blocks.1.attn.z"])  # not scores/pattern
+    assert resid.get("aten::scaled_dot_product_attention") == n and "aten::_softmax" not in resid
+    one = _aten_calls(small_model, idx, [f"blocks.{n - 1}.attn.pattern"])  # only the last layer listens
+    assert one.get("aten::scaled_dot_product_attention") == n - 1 and one.get("aten::_softmax") == 1
+    every = _aten_calls(small_model, idx, [f"blocks.{i}.attn.scores" for i in range(n)])
+    assert "aten::scaled_dot_product_attention" not in every and every.get("aten::_softmax") == n

@@ -5,7 +5,7 @@
 
 import streamlit as st
 
-from ui import models, state, store, training
+from ui import lesson, models, state, store, training
 from ui.entry import running_app
 
 st.set_page_config(page_title="gptviz", page_icon="🔎", layout="wide")
@@ -13,15 +13,21 @@ training.configure_torch()
 state.init()
 
 pages = st.navigation({
+    "Learn": [
+        st.Page("pages/lesson.py", title="Lesson", icon="🎓", default=True),
+        st.Page("pages/averaging.py", title="The averaging trick", icon="➗"),
+    ],
     "Build": [
-        st.Page("pages/data.py", title="Data & tokens", icon="🔤", default=True),
+        st.Page("pages/data.py", title="Data & tokens", icon="🔤"),
         st.Page("pages/train.py", title="Train", icon="🏋️"),
     ],
     "Look inside": [
         st.Page("pages/attention.py", title="Attention", icon="👀"),
+        st.Page("pages/head_steps.py", title="One head, step by step", icon="🔬"),
         st.Page("pages/embeddings.py", title="Embeddings", icon="🗺️"),
         st.Page("pages/next_token.py", title="Next token", icon="🎲"),
         st.Page("pages/layers.py", title="Inside the layers", icon="🧅"),
+        st.Page("pages/neurons.py", title="MLP neurons", icon="💡"),
         st.Page("pages/compare.py", title="Compare", icon="⚖️"),
     ],
 })
@@ -30,5 +36,6 @@ pages = st.navigation({
 store.remember_tab()
 models.picker()
 training.sidebar_status()
+lesson.projector_switch()
 with running_app():
     pages.run()

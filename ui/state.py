@@ -130,6 +130,15 @@ class Compare:
     def bars(side: str) -> str:
         return f"compare_bars_{side}"
 
+# the lesson and its pages: one head step by step, the averaging trick, MLP neurons
+LARGE_TEXT = "large_text"  # the projector switch: every page in larger type
+LESSON_GO = "lesson_go"  # the page a lesson button asked for (its callback cannot switch pages itself)
+LESSON_DONE = "lesson_done"  # the title of the lesson step whose button was pressed last
+STEPS_LAYER, STEPS_HEAD, STEPS_QUERY = "steps_layer", "steps_head", "steps_query"
+STEPS_FOCUS = "steps_focus"  # the step of the head's computation that is highlighted
+TOY = "averaging_toy"  # the toy T x C tensor the student edits
+NEURONS_LAYER, NEURON = "neurons_layer", "neurons_neuron"
+
 DEFAULTS = {
     CORPUS: "tinyshakespeare",
     UPLOADED_TEXT: None,
@@ -139,6 +148,7 @@ DEFAULTS = {
     BPE_VOCAB: 512,
     MODEL: None,
     PROMPT: None,
+    LARGE_TEXT: False,
 }
 
 

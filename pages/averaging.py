@@ -1,0 +1,71 @@
+"""The lecture's mathematical trick: averaging the past four ways, on a toy tensor the student edits."""
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from gptviz import averaging
+from gptviz.errors import InputError
+from gptviz.viz import stepwise as viz
+from ui import state
+from ui.common import intro, student_errors
+from ui.entry import require_app
+
+require_app()
+st.title("The averaging trick")
+intro("Before attention, the lecture lets every token take the average of itself and the tokens before it. "
+      "It writes that average four ways: the first three give exactly the same numbers; the fourth swaps "
+      "the zeros for learned scores, so each token weighs the past its own way — that is self-attention. "
+      "Edit any number of the toy tensor and watch all four.")
+
+SHAPE, SEED = "averaging_shape", "averaging_seed"
+
+
+def toy_controls() -> torch.Tensor:
+    """T and C, fresh random numbers on demand, and the table the student edits."""
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    T = c1.slider("T (tokens)", 1, averaging.MAX_T, 5, key="averaging_T", persist_state="session")
+    C = c2.slider("C (channels)", 1, averaging.MAX_C, 3, key="averaging_C", persist_state="session")
+    st.session_state.setdefault(SEED, 1337)
+    if c3.button("New random numbers", key="averaging_new", icon="🎲"):
+        st.session_state[SEED] += 1
+    if st.session_state.get(SHAPE) != (T, C, st.session_state[SEED]):  # a new shape: new numbers, edits cleared
+        st.session_state[SHAPE] = (T, C, st.session_state[SEED])
+        st.session_state[state.TOY] = averaging.toy_tensor(T, C, st.session_state[SEED]).tolist()
+    frame = pd.DataFrame(st.session_state[state.TOY], index=[f"token {t}" for t in range(T)],
+                         columns=[f"c{c}" for c in range(C)])
+    st.markdown("**x**: T × C, one row per token (click a number to change it)")
+    edited = st.data_editor(frame, key=f"averaging_editor_{T}_{C}_{st.session_state[SEED]}", width="content")
+    with student_errors():
+        values = edited.apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float32", copy=True)
+        if not torch.isfinite(torch.from_numpy(values)).all():
+            raise InputError("Every cell of x needs a number: fill in the empty ones.")
+    return torch.from_numpy(values)
+
+
+def version_card(name: str, x: torch.Tensor, reference: torch.Tensor):
+    out = averaging.VERSIONS[name](x)
+    diff = float((out - reference).abs().max())
+    with st.container(border=True):
+        st.markdown(f"**{name}**")
+        st.code(averaging.CODE[name], language="python")
+        st.plotly_chart(viz.weights_heatmap(averaging.weights_of(name, x), "weights (rows add up to 1)"),
+                        theme=None, width="stretch", key=f"averaging_weights_{name[0]}")
+        st.dataframe(pd.DataFrame(out.numpy(), columns=[f"c{c}" for c in range(x.shape[1])]).round(4))
+        if diff <= averaging.EQUAL_WITHIN:
+            st.success(f"the same as version 1 (largest difference {diff:.1e})", icon="✅")
+        else:
+            st.warning(f"differs from the plain average: up to {diff:.3f}", icon="🔀")
+
+
+x = toy_controls()
+reference = averaging.loop_average(x)
+columns = st.columns(len(averaging.VERSIONS))
+for column, name in zip(columns, averaging.VERSIONS):
+    with column:
+        version_card(name, x, reference)
+
+st.markdown("Version 4's query and key layers here are random: in a trained model they are learned, so a "
+            "token looks where it is useful — one step back, at the first token, or at a pattern seen before.")
+st.page_link("pages/head_steps.py", label="What a trained head does instead of averaging: one head, step by step",
+             icon="➡️")

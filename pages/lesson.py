@@ -1,0 +1,30 @@
+"""The page the app opens on: the lecture's path through the app, one button per step."""
+
+import streamlit as st
+
+from ui import lesson, state
+from ui.common import intro
+from ui.entry import require_app
+
+require_app()
+lesson.follow()
+st.title("Let's build GPT: a lesson")
+intro("Eight steps from text to a GPT, in the order of Karpathy's lecture. Each button sets the step up — "
+      "the right text, preset or model, the right page and settings — and says what to look for. Every page "
+      "stays in the sidebar; a teacher can switch on *Larger text* there for a projector.")
+
+
+def step_card(number: int, step: lesson.Step, current: bool):
+    with st.container(border=True, key=f"lesson_step_{number}"):
+        st.markdown(f"### {'👉 ' if current else ''}{number}. {step.title}")
+        st.markdown(step.text)
+        st.markdown(f"**What to look for:** {step.look_for}")
+        st.button(step.button, key=f"lesson_go_{number}", on_click=lesson.set_up, args=(step,),
+                  type="primary" if current else "secondary", icon="▶️")
+
+
+done = state.get(state.LESSON_DONE)
+titles = [s.title for s in lesson.STEPS]
+current = titles.index(done) + 1 if done in titles and titles.index(done) + 1 < len(titles) else 0
+for n, step in enumerate(lesson.STEPS, start=1):
+    step_card(n, step, current=(n - 1 == current))

@@ -23,19 +23,20 @@ SHAPE, SEED = "averaging_shape", "averaging_seed"
 
 def toy_controls() -> torch.Tensor:
     """T and C, fresh random numbers on demand, and the table the student edits."""
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-    T = c1.slider("T (tokens)", 1, averaging.MAX_T, 5, key="averaging_T", persist_state="session")
-    C = c2.slider("C (channels)", 1, averaging.MAX_C, 3, key="averaging_C", persist_state="session")
+    table, controls = st.columns([1, 1])
+    T = controls.slider("T (tokens)", 1, averaging.MAX_T, 5, key="averaging_T", persist_state="session")
+    C = controls.slider("C (channels)", 1, averaging.MAX_C, 3, key="averaging_C", persist_state="session")
     st.session_state.setdefault(SEED, 1337)
-    if c3.button("New random numbers", key="averaging_new", icon="🎲"):
+    if controls.button("New random numbers", key="averaging_new", icon="🎲"):
         st.session_state[SEED] += 1
     if st.session_state.get(SHAPE) != (T, C, st.session_state[SEED]):  # a new shape: new numbers, edits cleared
         st.session_state[SHAPE] = (T, C, st.session_state[SEED])
         st.session_state[state.TOY] = averaging.toy_tensor(T, C, st.session_state[SEED]).tolist()
     frame = pd.DataFrame(st.session_state[state.TOY], index=[f"token {t}" for t in range(T)],
                          columns=[f"c{c}" for c in range(C)])
-    st.markdown("**x**: T × C, one row per token (click a number to change it)")
-    edited = st.data_editor(frame, key=f"averaging_editor_{T}_{C}_{st.session_state[SEED]}", width="content")
+    with table:
+        st.markdown("**x**: T × C, one row per token (click a number to change it)")
+        edited = st.data_editor(frame, key=f"averaging_editor_{T}_{C}_{st.session_state[SEED]}", width="content")
     with student_errors():
         values = edited.apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float32", copy=True)
         if not torch.isfinite(torch.from_numpy(values)).all():
@@ -51,6 +52,7 @@ def version_card(name: str, x: torch.Tensor, reference: torch.Tensor):
         st.code(averaging.CODE[name], language="python")
         st.plotly_chart(viz.weights_heatmap(averaging.weights_of(name, x), "weights (rows add up to 1)"),
                         theme=None, width="stretch", key=f"averaging_weights_{name[0]}")
+        st.markdown("**the result, weights @ x**")
         st.dataframe(pd.DataFrame(out.numpy(), columns=[f"c{c}" for c in range(x.shape[1])]).round(4))
         if diff <= averaging.EQUAL_WITHIN:
             st.success(f"the same as version 1 (largest difference {diff:.1e})", icon="✅")
@@ -60,9 +62,9 @@ def version_card(name: str, x: torch.Tensor, reference: torch.Tensor):
 
 x = toy_controls()
 reference = averaging.loop_average(x)
-columns = st.columns(len(averaging.VERSIONS))
-for column, name in zip(columns, averaging.VERSIONS):
-    with column:
+columns = st.columns(2)  # two by two: wide enough for the lecture's lines of code
+for n, name in enumerate(averaging.VERSIONS):
+    with columns[n % 2]:
         version_card(name, x, reference)
 
 st.markdown("Version 4's query and key layers here are random: in a trained model they are learned, so a "

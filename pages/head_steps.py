@@ -4,6 +4,7 @@ import math
 
 import pandas as pd
 import streamlit as st
+import torch
 
 from gptviz import stepwise
 from gptviz.viz import stepwise as viz
@@ -43,13 +44,13 @@ def keep(key, options, default):
 
 
 def choose() -> tuple[int, int, int, str]:
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([1, 1, 4])
     keep(state.STEPS_LAYER, range(cfg.n_layer), 0)
     keep(state.STEPS_HEAD, range(cfg.n_head), 0)
     layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}", key=state.STEPS_LAYER)
     head = c2.selectbox("Head", range(cfg.n_head), format_func=lambda i: f"head {i}", key=state.STEPS_HEAD)
     keep(state.STEPS_QUERY, range(T), T - 1)
-    query = st.select_slider("Query token (the one asking)", list(range(T)), key=state.STEPS_QUERY,
+    query = c3.select_slider("Query token (the one asking)", list(range(T)), key=state.STEPS_QUERY,
                              format_func=lambda i: f"{i}: {labels[i]}")
     keep(state.STEPS_FOCUS, stepwise.STEPS, "softmax")
     focus = st.pills("Highlight a step", list(stepwise.STEPS), key=state.STEPS_FOCUS,
@@ -89,25 +90,21 @@ st.caption(f"Layer {layer}, head {head}; the query is token {query} ({labels[que
            f"tokens 0–{query}. n_embd = {C}, head_size = {hs}.")
 hook = f"blocks.{layer}.attn"
 
-step_box(["input"], focus, lambda: (
-    chart(viz.vector_strip(s.x[: s.visible], seen, f"x: the LayerNorm'd residual stream, {s.visible} × {C}"),
-          "steps_input"),
-    st.caption("LayerNorm gives every row mean 0 and spread 1 (then its learned scale and shift).")))
+def layernormed():
+    chart(viz.vector_strip(s.x[: s.visible], seen, f"x: the LayerNorm'd residual stream, {s.visible} tokens"),
+          "steps_input")
+    st.caption("LayerNorm gives every row mean 0 and spread 1 (then its learned scale and shift).")
 
 
 def qkv():
-    a, b, c = st.columns([1, 2, 2])
-    with a:
-        chart(viz.vector_strip(s.q[None], [labels[query]], f"q {shapes['W_q']}"), "steps_q")
+    chart(viz.vector_strip(s.q[None], [labels[query]], f"q of token {query}: W_q {shapes['W_q']}"), "steps_q")
+    b, c = st.columns(2)
     with b:
-        chart(viz.vector_strip(s.k[: s.visible], seen, f"k {shapes['W_k']}"), "steps_k")
+        chart(viz.vector_strip(s.k[: s.visible], seen, f"k: W_k {shapes['W_k']}"), "steps_k")
     with c:
-        chart(viz.vector_strip(s.v[: s.visible], seen, f"v {shapes['W_v']}"), "steps_v")
+        chart(viz.vector_strip(s.v[: s.visible], seen, f"v: W_v {shapes['W_v']}"), "steps_v")
     st.caption(f"Three Linear layers map each {C}-number row to {hs} numbers; q "
                + matches(s.q, f"{hook}.q", cache[f"{hook}.q"][0, head, query]) + ".")
-
-
-step_box(["qkv"], focus, qkv)
 
 
 def scores_table():
@@ -125,24 +122,30 @@ def scores_table():
                + ": the row the Attention page draws.")
 
 
-step_box(["dots", "scaled", "masked", "softmax"], focus, scores_table)
-
-
 def weighted():
-    chart(viz.vector_strip(s.z[None], [labels[query]], f"out = Σ weight × v: {hs} numbers"), "steps_z")
+    chart(viz.vector_strip(s.z[None], [labels[query]], "out = Σ weight × v"), "steps_z")
     st.caption("Each value row is multiplied by its weight from the softmax and the rows are added up; this "
                + matches(s.z, f"{hook}.z", cache[f"{hook}.z"][0, head, query]) + ".")
 
 
-step_box(["weighted"], focus, weighted)
-step_box(["concat"], focus, lambda: (
-    chart(viz.vector_strip(s.concat[None], [labels[query]], f"all {cfg.n_head} heads side by side: {C} numbers "
-                           f"(this head outlined)", highlight_cols=(head * hs, (head + 1) * hs)), "steps_concat")))
-step_box(["proj"], focus, lambda: (
-    chart(viz.vector_strip(s.attn_out[None], [labels[query]], f"proj {shapes['W_o']}"), "steps_proj"),
-    st.caption("This " + matches(s.attn_out, f"{hook}.out", cache[f"{hook}.out"][0, query]) + ".")))
-step_box(["residual"], focus, lambda: (
-    chart(viz.vector_strip([s.resid_pre, s.attn_out, s.resid_mid], ["stream before", "+ attention", "= stream after"],
-                           f"the residual stream at token {query}"), "steps_residual"),
+def concatenated():
+    chart(viz.vector_strip(s.concat[None], [labels[query]], f"all {cfg.n_head} heads side by side (this head outlined)", highlight_cols=(head * hs, (head + 1) * hs)), "steps_concat")
+
+
+def projected():
+    chart(viz.vector_strip(s.attn_out[None], [labels[query]], f"proj {shapes['W_o']}"), "steps_proj")
+    st.caption("This " + matches(s.attn_out, f"{hook}.out", cache[f"{hook}.out"][0, query]) + ".")
+
+
+def added():
+    stream = torch.stack([s.resid_pre, s.attn_out, s.resid_mid])
+    chart(viz.vector_strip(stream, ["stream before", "+ attention", "= stream after"],
+                           f"the residual stream at token {query}"), "steps_residual")
     st.caption("The block's MLP reads the stream after; it " + matches(
-        s.resid_mid, f"blocks.{layer}.resid_mid", cache[f"blocks.{layer}.resid_mid"][0, query]) + ".")))
+        s.resid_mid, f"blocks.{layer}.resid_mid", cache[f"blocks.{layer}.resid_mid"][0, query]) + ".")
+
+
+for names, body in [(["input"], layernormed), (["qkv"], qkv), (["dots", "scaled", "masked", "softmax"], scores_table),
+                    (["weighted"], weighted), (["concat"], concatenated), (["proj"], projected),
+                    (["residual"], added)]:
+    step_box(names, focus, body)

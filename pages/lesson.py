@@ -23,8 +23,8 @@ def step_card(number: int, step: lesson.Step, current: bool):
                   type="primary" if current else "secondary", icon="▶️")
 
 
-done = state.get(state.LESSON_DONE)
 titles = [s.title for s in lesson.STEPS]
-current = titles.index(done) + 1 if done in titles and titles.index(done) + 1 < len(titles) else 0
-for n, step in enumerate(lesson.STEPS, start=1):
-    step_card(n, step, current=(n - 1 == current))
+done = state.get(state.LESSON_DONE)
+upcoming = titles.index(done) + 1 if done in titles else 0  # the step after the one set up last
+for n, step in enumerate(lesson.STEPS):
+    step_card(n + 1, step, current=n == upcoming)

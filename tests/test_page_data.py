@@ -7,6 +7,14 @@ from gptviz.tokenizers import build
 from ui import state
 
 
+@pytest.fixture
+def app(app):
+    """The Data & tokens page (the app opens on the lesson)."""
+    app.switch_page("pages/data.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
 def metrics(at):
     return {m.label: m.value for m in at.metric}
 

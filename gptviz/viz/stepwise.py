@@ -38,7 +38,7 @@ def vector_strip(values, row_labels: list[str], title: str, highlight_cols: tupl
         margin=dict(l=70, r=10, t=35, b=25),
         yaxis=dict(tickmode="array", tickvals=list(range(rows)), ticktext=labels, autorange="reversed",
                    showticklabels=rows <= 32),
-        xaxis=dict(title=dict(text=f"{dims} dimensions"), showticklabels=dims <= 64),
+        xaxis=dict(showticklabels=dims <= 64),
     ))
 
 
@@ -54,7 +54,7 @@ def weights_heatmap(weights, title: str, row_labels: list[str] | None = None) ->
         title=dict(text=title, font=dict(size=13)), height=60 + 34 * T, margin=dict(l=40, r=10, t=35, b=25),
         yaxis=dict(tickmode="array", tickvals=list(range(T)), ticktext=[esc(n) for n in names],
                    autorange="reversed"),
-        xaxis=dict(tickmode="array", tickvals=list(range(T)), ticktext=[esc(n) for n in names], side="top"),
+        xaxis=dict(tickmode="array", tickvals=list(range(T)), ticktext=[esc(n) for n in names]),
     ))
 
 

@@ -63,7 +63,7 @@ def test_the_data_page_tokenizes_an_uploaded_file(page, server, tmp_path):
     text = "The little robot read every book in the library, one token at a time.\n" * 40
     upload = tmp_path / "robot.txt"
     upload.write_text(text, encoding="utf-8")
-    open_page(page, server)
+    open_page(page, server, "data")
     page.get_by_text("My own text (upload a .txt)").click()
     wait_idle(page)
     page.locator("[data-testid=stMain] input[type=file]").set_input_files(str(upload))

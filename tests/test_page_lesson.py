@@ -1,0 +1,56 @@
+"""The lesson: the page the app opens on, and every step's button lands on the page and settings it names."""
+
+import pytest
+import torch
+
+from gptviz import detectors
+from gptviz.data import corpus_text
+from ui import lesson, state, training
+
+# the heading each page draws
+TITLES = {"pages/data.py": "Data & tokens", "pages/train.py": "Train", "pages/averaging.py": "The averaging trick",
+          "pages/head_steps.py": "One head, step by step", "pages/attention.py": "Attention",
+          "pages/neurons.py": "MLP neurons"}
+
+
+def test_the_app_opens_on_the_lesson(app):
+    assert app.title[0].value == "Let's build GPT: a lesson"
+    buttons = [b for b in app.button if b.key.startswith("lesson_go_")]
+    assert [b.label for b in buttons] == [s.button for s in lesson.STEPS]
+    assert app.markdown[0].value == "### 👉 1. The text as numbers"  # nothing set up yet: start at the top
+
+
+@pytest.mark.parametrize("n", range(len(lesson.STEPS)), ids=[s.title for s in lesson.STEPS])
+def test_each_steps_button_lands_on_its_page_with_its_settings(app, ckpt, n):
+    step = lesson.STEPS[n]
+    app.button(key=f"lesson_go_{n + 1}").click().run()
+    assert not app.exception, app.exception
+    assert app.title[0].value == TITLES[step.page]
+    for key, value in step.settings.items():
+        assert app.session_state[key] == value, key
+    if state.MODEL in step.settings:
+        assert app.sidebar.selectbox(key=state.MODEL).value == step.settings[state.MODEL]
+    if state.PROMPT in step.settings:
+        (box,) = [t for t in app.text_area if t.key.startswith("prompt_")]
+        assert box.value == step.settings[state.PROMPT]
+    if step.preset:
+        assert app.selectbox(key=training.key("preset")).value == step.preset
+        for name, value in training.preset_values(step.preset).items():
+            assert app.session_state[training.key(name)] == value, name
+    if step.head:
+        text = corpus_text("tinyshakespeare")[-20_000:]  # the text the app measures heads on
+        scores = detectors.head_scores(ckpt.model, tokens=torch.tensor(ckpt.tokenizer.encode(text)))[step.head]
+        layer, head = app.selectbox(key=state.STEPS_LAYER).value, app.selectbox(key=state.STEPS_HEAD).value
+        assert scores[layer, head] == scores.max() >= detectors.DEFAULT_THRESHOLD  # a real one, the strongest
+        assert app.session_state[state.STEPS_QUERY] == len(ckpt.tokenizer.encode(lesson.PROMPT)) - 1
+    app.switch_page(lesson.LESSON_PAGE).run()
+    highlighted = [m.value for m in app.markdown if m.value.startswith("### 👉")]
+    assert highlighted == ([f"### 👉 {n + 2}. {lesson.STEPS[n + 1].title}"] if n + 1 < len(lesson.STEPS) else [])
+
+
+def test_the_projector_switch_enlarges_every_page(app):
+    assert not any("zoom" in h.value for h in app.get("html"))
+    app.sidebar.toggle(key=state.LARGE_TEXT).set_value(True).run()
+    app.switch_page("pages/averaging.py").run()
+    assert app.sidebar.toggle(key=state.LARGE_TEXT).value
+    assert any("zoom: 1.3" in h.value for h in app.get("html"))

@@ -7,7 +7,7 @@ import torch
 from gptviz import averaging
 from gptviz.errors import InputError
 from gptviz.viz import stepwise as viz
-from ui import state
+from ui.state import Averaging
 from ui.common import intro, student_errors
 from ui.entry import require_app
 
@@ -18,25 +18,23 @@ intro("Before attention, the lecture lets every token take the average of itself
       "the zeros for learned scores, so each token weighs the past its own way — that is self-attention. "
       "Edit any number of the toy tensor and watch all four.")
 
-SHAPE, SEED = "averaging_shape", "averaging_seed"
-
-
 def toy_controls() -> torch.Tensor:
     """T and C, fresh random numbers on demand, and the table the student edits."""
     table, controls = st.columns([1, 1])
-    T = controls.slider("T (tokens)", 1, averaging.MAX_T, 5, key="averaging_T", persist_state="session")
-    C = controls.slider("C (channels)", 1, averaging.MAX_C, 3, key="averaging_C", persist_state="session")
-    st.session_state.setdefault(SEED, 1337)
-    if controls.button("New random numbers", key="averaging_new", icon="🎲"):
-        st.session_state[SEED] += 1
-    if st.session_state.get(SHAPE) != (T, C, st.session_state[SEED]):  # a new shape: new numbers, edits cleared
-        st.session_state[SHAPE] = (T, C, st.session_state[SEED])
-        st.session_state[state.TOY] = averaging.toy_tensor(T, C, st.session_state[SEED]).tolist()
-    frame = pd.DataFrame(st.session_state[state.TOY], index=[f"token {t}" for t in range(T)],
+    T = controls.slider("T (tokens)", 1, averaging.MAX_T, 5, key=Averaging.T, persist_state="session")
+    C = controls.slider("C (channels)", 1, averaging.MAX_C, 3, key=Averaging.C, persist_state="session")
+    st.session_state.setdefault(Averaging.SEED, 1337)
+    if controls.button("New random numbers", key=Averaging.NEW, icon="🎲"):
+        st.session_state[Averaging.SEED] += 1
+    seed = st.session_state[Averaging.SEED]
+    if st.session_state.get(Averaging.SHAPE) != (T, C, seed):  # a new shape or seed: new numbers, edits cleared
+        st.session_state[Averaging.SHAPE] = (T, C, seed)
+        st.session_state[Averaging.TOY] = averaging.toy_tensor(T, C, seed).tolist()
+    frame = pd.DataFrame(st.session_state[Averaging.TOY], index=[f"token {t}" for t in range(T)],
                          columns=[f"c{c}" for c in range(C)])
     with table:
         st.markdown("**x**: T × C, one row per token (click a number to change it)")
-        edited = st.data_editor(frame, key=f"averaging_editor_{T}_{C}_{st.session_state[SEED]}", width="content")
+        edited = st.data_editor(frame, key=Averaging.editor(T, C, seed), width="content")
     with student_errors():
         values = edited.apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float32", copy=True)
         if not torch.isfinite(torch.from_numpy(values)).all():
@@ -51,7 +49,7 @@ def version_card(name: str, x: torch.Tensor, reference: torch.Tensor):
         st.markdown(f"**{name}**")
         st.code(averaging.CODE[name], language="python")
         st.plotly_chart(viz.weights_heatmap(averaging.weights_of(name, x), "weights (rows add up to 1)"),
-                        theme=None, width="stretch", key=f"averaging_weights_{name[0]}")
+                        theme=None, width="stretch", key=Averaging.weights(int(name[0])))
         st.markdown("**the result, weights @ x**")
         st.dataframe(pd.DataFrame(out.numpy(), columns=[f"c{c}" for c in range(x.shape[1])]).round(4))
         if diff <= averaging.EQUAL_WITHIN:

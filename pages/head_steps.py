@@ -8,8 +8,9 @@ import torch
 
 from gptviz import stepwise
 from gptviz.viz import stepwise as viz
-from ui import models, state, timeline
-from ui.common import capture, encode_prompt, intro, prompt_input, student_errors
+from ui import models, timeline
+from ui.state import HeadSteps
+from ui.common import capture, encode_prompt, intro, keep, prompt_input, student_errors
 from ui.entry import require_app
 
 require_app()
@@ -37,23 +38,17 @@ T = len(ids)
 _, cache = capture(entry, ids)
 
 
-def keep(key, options, default):
-    """A valid value in a widget's state before it is drawn (its options depend on the model and prompt)."""
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = default
-
-
 def choose() -> tuple[int, int, int, str]:
     c1, c2, c3 = st.columns([1, 1, 4])
-    keep(state.STEPS_LAYER, range(cfg.n_layer), 0)
-    keep(state.STEPS_HEAD, range(cfg.n_head), 0)
-    layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}", key=state.STEPS_LAYER)
-    head = c2.selectbox("Head", range(cfg.n_head), format_func=lambda i: f"head {i}", key=state.STEPS_HEAD)
-    keep(state.STEPS_QUERY, range(T), T - 1)
-    query = c3.select_slider("Query token (the one asking)", list(range(T)), key=state.STEPS_QUERY,
+    keep(HeadSteps.LAYER, lambda v: v in range(cfg.n_layer), 0)
+    keep(HeadSteps.HEAD, lambda v: v in range(cfg.n_head), 0)
+    layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}", key=HeadSteps.LAYER)
+    head = c2.selectbox("Head", range(cfg.n_head), format_func=lambda i: f"head {i}", key=HeadSteps.HEAD)
+    keep(HeadSteps.QUERY, lambda v: v in range(T), T - 1)
+    query = c3.select_slider("Query token (the one asking)", list(range(T)), key=HeadSteps.QUERY,
                              format_func=lambda i: f"{i}: {labels[i]}")
-    keep(state.STEPS_FOCUS, stepwise.STEPS, "softmax")
-    focus = st.pills("Highlight a step", list(stepwise.STEPS), key=state.STEPS_FOCUS,
+    keep(HeadSteps.FOCUS, lambda v: v in stepwise.STEPS, "softmax")
+    focus = st.pills("Highlight a step", list(stepwise.STEPS), key=HeadSteps.FOCUS,
                      format_func=lambda s: f"{list(stepwise.STEPS).index(s) + 1}. {stepwise.STEPS[s][0]}")
     return layer, head, query, focus or ""
 
@@ -64,7 +59,7 @@ def step_box(names: list[str], focus: str, body):
     numbers = [order.index(n) + 1 for n in names]
     span = f"{numbers[0]}" if len(numbers) == 1 else f"{numbers[0]}–{numbers[-1]}"
     chosen = focus in names
-    with st.container(border=chosen, key=f"steps_box_{names[0]}"):
+    with st.container(border=chosen, key=HeadSteps.box(names[0])):
         st.markdown(f"#### {'👉 ' if chosen else ''}{span}. {', '.join(stepwise.STEPS[n][0] for n in names)}")
         st.code("\n".join(stepwise.STEPS[n][1] for n in names), language="python")
         body()
@@ -92,17 +87,18 @@ hook = f"blocks.{layer}.attn"
 
 def layernormed():
     chart(viz.vector_strip(s.x[: s.visible], seen, f"x: the LayerNorm'd residual stream, {s.visible} tokens"),
-          "steps_input")
+          HeadSteps.chart("input"))
     st.caption("LayerNorm gives every row mean 0 and spread 1 (then its learned scale and shift).")
 
 
 def qkv():
-    chart(viz.vector_strip(s.q[None], [labels[query]], f"q of token {query}: W_q {shapes['W_q']}"), "steps_q")
+    chart(viz.vector_strip(s.q[None], [labels[query]], f"q of token {query}: W_q {shapes['W_q']}"),
+          HeadSteps.chart("q"))
     b, c = st.columns(2)
     with b:
-        chart(viz.vector_strip(s.k[: s.visible], seen, f"k: W_k {shapes['W_k']}"), "steps_k")
+        chart(viz.vector_strip(s.k[: s.visible], seen, f"k: W_k {shapes['W_k']}"), HeadSteps.chart("k"))
     with c:
-        chart(viz.vector_strip(s.v[: s.visible], seen, f"v: W_v {shapes['W_v']}"), "steps_v")
+        chart(viz.vector_strip(s.v[: s.visible], seen, f"v: W_v {shapes['W_v']}"), HeadSteps.chart("v"))
     st.caption(f"Three Linear layers map each {C}-number row to {hs} numbers; q "
                + matches(s.q, f"{hook}.q", cache[f"{hook}.q"][0, head, query]) + ".")
 
@@ -123,24 +119,25 @@ def scores_table():
 
 
 def weighted():
-    chart(viz.vector_strip(s.z[None], [labels[query]], "out = Σ weight × v"), "steps_z")
+    chart(viz.vector_strip(s.z[None], [labels[query]], "out = Σ weight × v"), HeadSteps.chart("z"))
     st.caption("Each value row is multiplied by its weight from the softmax and the rows are added up; this "
                + matches(s.z, f"{hook}.z", cache[f"{hook}.z"][0, head, query]) + ".")
 
 
 def concatenated():
-    chart(viz.vector_strip(s.concat[None], [labels[query]], f"all {cfg.n_head} heads side by side (this head outlined)", highlight_cols=(head * hs, (head + 1) * hs)), "steps_concat")
+    chart(viz.vector_strip(s.concat[None], [labels[query]], f"all {cfg.n_head} heads side by side (this head outlined)",
+                           highlight_cols=(head * hs, (head + 1) * hs)), HeadSteps.chart("concat"))
 
 
 def projected():
-    chart(viz.vector_strip(s.attn_out[None], [labels[query]], f"proj {shapes['W_o']}"), "steps_proj")
+    chart(viz.vector_strip(s.attn_out[None], [labels[query]], f"proj {shapes['W_o']}"), HeadSteps.chart("proj"))
     st.caption("This " + matches(s.attn_out, f"{hook}.out", cache[f"{hook}.out"][0, query]) + ".")
 
 
 def added():
     stream = torch.stack([s.resid_pre, s.attn_out, s.resid_mid])
     chart(viz.vector_strip(stream, ["stream before", "+ attention", "= stream after"],
-                           f"the residual stream at token {query}"), "steps_residual")
+                           f"the residual stream at token {query}"), HeadSteps.chart("residual"))
     st.caption("The block's MLP reads the stream after; it " + matches(
         s.resid_mid, f"blocks.{layer}.resid_mid", cache[f"blocks.{layer}.resid_mid"][0, query]) + ".")
 

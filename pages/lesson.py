@@ -15,16 +15,16 @@ intro("Eight steps from text to a GPT, in the order of Karpathy's lecture. Each 
 
 
 def step_card(number: int, step: lesson.Step, current: bool):
-    with st.container(border=True, key=f"lesson_step_{number}"):
+    with st.container(border=True, key=state.Lesson.card(number)):
         st.markdown(f"### {'👉 ' if current else ''}{number}. {step.title}")
         st.markdown(step.text)
         st.markdown(f"**What to look for:** {step.look_for}")
-        st.button(step.button, key=f"lesson_go_{number}", on_click=lesson.set_up, args=(step,),
+        st.button(step.button, key=state.Lesson.button(number), on_click=lesson.set_up, args=(step,),
                   type="primary" if current else "secondary", icon="▶️")
 
 
 titles = [s.title for s in lesson.STEPS]
-done = state.get(state.LESSON_DONE)
+done = state.get(state.Lesson.DONE)
 upcoming = titles.index(done) + 1 if done in titles else 0  # the step after the one set up last
 for n, step in enumerate(lesson.STEPS):
     step_card(n + 1, step, current=n == upcoming)

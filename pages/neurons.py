@@ -6,10 +6,11 @@ import streamlit as st
 
 from gptviz import neurons
 from gptviz.viz import stepwise as viz
-from ui import models, state, timeline
+from ui import models, timeline
 from ui import neurons as scans
 from ui.common import capture, encode_prompt, intro, prompt_input, student_errors
 from ui.entry import require_app
+from ui.state import Neurons
 
 require_app()
 st.title("MLP neurons")
@@ -32,22 +33,22 @@ n_layer, n_neurons = model.config.n_layer, 4 * model.config.n_embd
 
 def pick_neuron() -> tuple[int, int, list]:
     """The layer, the prompt's strongest neurons, and the neuron the student looks at."""
-    if st.session_state.get(state.NEURONS_LAYER) not in range(n_layer):
-        st.session_state[state.NEURONS_LAYER] = 0
+    if st.session_state.get(Neurons.LAYER) not in range(n_layer):
+        st.session_state[Neurons.LAYER] = 0
     c1, c2 = st.columns(2)
-    layer = c1.selectbox("Layer", range(n_layer), format_func=lambda i: f"layer {i}", key=state.NEURONS_LAYER)
+    layer = c1.selectbox("Layer", range(n_layer), format_func=lambda i: f"layer {i}", key=Neurons.LAYER)
     top = neurons.prompt_neurons(cache, layer, k=12)
-    if st.session_state.get(state.NEURON) not in range(n_neurons):
-        st.session_state[state.NEURON] = top[0][0]
-    neuron = c2.number_input(f"Neuron (0–{n_neurons - 1})", 0, n_neurons - 1, step=1, key=state.NEURON,
+    if st.session_state.get(Neurons.NEURON) not in range(n_neurons):
+        st.session_state[Neurons.NEURON] = top[0][0]
+    neuron = c2.number_input(f"Neuron (0–{n_neurons - 1})", 0, n_neurons - 1, step=1, key=Neurons.NEURON,
                              help="Click a bar to pick one of the prompt's strongest neurons.")
     return layer, int(neuron), top
 
 
 def on_bar_click(top):
-    points = (st.session_state.get("neurons_bars") or {}).get("selection", {}).get("points", [])
+    points = (st.session_state.get(Neurons.BARS) or {}).get("selection", {}).get("points", [])
     if points and points[0].get("point_index") is not None:
-        st.session_state[state.NEURON] = top[points[0]["point_index"]][0]
+        st.session_state[Neurons.NEURON] = top[points[0]["point_index"]][0]
 
 
 def top_contexts(layer: int, neuron: int):
@@ -71,7 +72,7 @@ def top_contexts(layer: int, neuron: int):
 layer, neuron, top = pick_neuron()
 left, right = st.columns([2, 3])
 with left:
-    st.plotly_chart(viz.neuron_bars(top, labels, chosen=neuron), theme=None, width="stretch", key="neurons_bars",
+    st.plotly_chart(viz.neuron_bars(top, labels, chosen=neuron), theme=None, width="stretch", key=Neurons.BARS,
                     on_select=lambda: on_bar_click(top), selection_mode="points")
 with right:
     top_contexts(layer, neuron)

@@ -46,7 +46,7 @@ def outputs(at):
 
 
 def test_the_page_shows_four_results_and_which_agree(page):
-    x = torch.tensor(page.session_state[state.TOY])
+    x = torch.tensor(page.session_state[state.Averaging.TOY])
     assert x.shape == (5, 3)
     results = outputs(page)
     assert len(results) == 4

@@ -92,9 +92,9 @@ def test_the_page_shows_the_prompts_neurons_and_one_neurons_contexts(app, ckpt):
     _, cache = ckpt.model.run_with_cache(ids)
     expected = [n for n, _, _ in neurons.prompt_neurons(cache, 0, k=12)]
     assert list(figure(app, "neurons_bars")["data"][0]["customdata"]) == expected
-    assert app.session_state[state.NEURON] == expected[0]
-    app.number_input(key=state.NEURON).set_value(7)
-    app.selectbox(key=state.NEURONS_LAYER).set_value(3).run()
+    assert app.session_state[state.Neurons.NEURON] == expected[0]
+    app.number_input(key=state.Neurons.NEURON).set_value(7)
+    app.selectbox(key=state.Neurons.LAYER).set_value(3).run()
     assert not app.exception
     tokens = TokenData.from_corpus("tinyshakespeare", ckpt.tokenizer).val[:neurons.MAX_TOKENS]
     index = scans.index(models.ModelEntry("ckpt", "", ckpt.model, ckpt.tokenizer, "tinyshakespeare"), tokens)

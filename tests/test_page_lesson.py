@@ -15,7 +15,7 @@ TITLES = {"pages/data.py": "Data & tokens", "pages/train.py": "Train", "pages/av
 
 def test_the_app_opens_on_the_lesson(app):
     assert app.title[0].value == "Let's build GPT: a lesson"
-    buttons = [b for b in app.button if b.key.startswith("lesson_go_")]
+    buttons = [b for b in app.button if b.key and b.key.startswith(state.Lesson.button(0)[:-1])]
     assert [b.label for b in buttons] == [s.button for s in lesson.STEPS]
     assert app.markdown[0].value == "### 👉 1. The text as numbers"  # nothing set up yet: start at the top
 
@@ -23,7 +23,7 @@ def test_the_app_opens_on_the_lesson(app):
 @pytest.mark.parametrize("n", range(len(lesson.STEPS)), ids=[s.title for s in lesson.STEPS])
 def test_each_steps_button_lands_on_its_page_with_its_settings(app, ckpt, n):
     step = lesson.STEPS[n]
-    app.button(key=f"lesson_go_{n + 1}").click().run()
+    app.button(key=state.Lesson.button(n + 1)).click().run()
     assert not app.exception, app.exception
     assert app.title[0].value == TITLES[step.page]
     for key, value in step.settings.items():
@@ -34,15 +34,16 @@ def test_each_steps_button_lands_on_its_page_with_its_settings(app, ckpt, n):
         (box,) = [t for t in app.text_area if t.key.startswith("prompt_")]
         assert box.value == step.settings[state.PROMPT]
     if step.preset:
-        assert app.selectbox(key=training.key("preset")).value == step.preset
+        assert app.selectbox(key=state.train_setting("preset")).value == step.preset
         for name, value in training.preset_values(step.preset).items():
-            assert app.session_state[training.key(name)] == value, name
+            assert app.session_state[state.train_setting(name)] == value, name
     if step.head:
         text = corpus_text("tinyshakespeare")[-20_000:]  # the text the app measures heads on
         scores = detectors.head_scores(ckpt.model, tokens=torch.tensor(ckpt.tokenizer.encode(text)))[step.head]
-        layer, head = app.selectbox(key=state.STEPS_LAYER).value, app.selectbox(key=state.STEPS_HEAD).value
+        layer, head = (app.selectbox(key=k).value for k in step.head_widgets)
         assert scores[layer, head] == scores.max() >= detectors.DEFAULT_THRESHOLD  # a real one, the strongest
-        assert app.session_state[state.STEPS_QUERY] == len(ckpt.tokenizer.encode(lesson.PROMPT)) - 1
+        query = state.HeadSteps.QUERY if step.page == "pages/head_steps.py" else state.Attention.QUERY
+        assert app.session_state[query] == len(ckpt.tokenizer.encode(step.settings[state.PROMPT])) - 1
     app.switch_page(lesson.LESSON_PAGE).run()
     highlighted = [m.value for m in app.markdown if m.value.startswith("### 👉")]
     assert highlighted == ([f"### 👉 {n + 2}. {lesson.STEPS[n + 1].title}"] if n + 1 < len(lesson.STEPS) else [])

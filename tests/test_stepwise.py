@@ -121,32 +121,32 @@ def test_the_page_shows_the_models_own_numbers(page, ckpt):
     ids = ckpt.tokenizer.encode(PROMPT)
     _, cache = ckpt.model.run_with_cache(torch.tensor([ids]))
     T = len(ids)
-    page.selectbox(key=state.STEPS_LAYER).set_value(1)
-    page.selectbox(key=state.STEPS_HEAD).set_value(3)
-    page.select_slider(key=state.STEPS_QUERY).set_value(6).run()
+    page.selectbox(key=state.HeadSteps.LAYER).set_value(1)
+    page.selectbox(key=state.HeadSteps.HEAD).set_value(3)
+    page.select_slider(key=state.HeadSteps.QUERY).set_value(6).run()
     assert not page.exception
     a = "blocks.1.attn"
-    np.testing.assert_allclose(shown(page, "steps_q")[0], cache[f"{a}.q"][0, 3, 6], atol=1e-5)
-    np.testing.assert_allclose(shown(page, "steps_k"), cache[f"{a}.k"][0, 3, :7], atol=1e-5)  # visible keys only
-    np.testing.assert_allclose(shown(page, "steps_v"), cache[f"{a}.v"][0, 3, :7], atol=1e-5)
+    np.testing.assert_allclose(shown(page, state.HeadSteps.chart("q"))[0], cache[f"{a}.q"][0, 3, 6], atol=1e-5)
+    np.testing.assert_allclose(shown(page, state.HeadSteps.chart("k")), cache[f"{a}.k"][0, 3, :7], atol=1e-5)  # visible keys only
+    np.testing.assert_allclose(shown(page, state.HeadSteps.chart("v")), cache[f"{a}.v"][0, 3, :7], atol=1e-5)
     frame = scores_frame(page)
     assert len(frame) == T
     np.testing.assert_allclose(frame.iloc[:, 3], cache[f"{a}.scores"][0, 3, 6], atol=1e-5)  # -inf included
     np.testing.assert_allclose(frame.iloc[:, 4], cache[f"{a}.pattern"][0, 3, 6], atol=1e-6)
     np.testing.assert_allclose(frame.iloc[:, 2], frame.iloc[:, 1] / math.sqrt(32), atol=1e-5)
-    np.testing.assert_allclose(shown(page, "steps_z")[0], cache[f"{a}.z"][0, 3, 6], atol=1e-5)
-    np.testing.assert_allclose(shown(page, "steps_concat")[0], cache[f"{a}.z"][0, :, 6].reshape(-1), atol=1e-5)
-    np.testing.assert_allclose(shown(page, "steps_proj")[0], cache[f"{a}.out"][0, 6], atol=1e-5)
-    resid = shown(page, "steps_residual")
+    np.testing.assert_allclose(shown(page, state.HeadSteps.chart("z"))[0], cache[f"{a}.z"][0, 3, 6], atol=1e-5)
+    np.testing.assert_allclose(shown(page, state.HeadSteps.chart("concat"))[0], cache[f"{a}.z"][0, :, 6].reshape(-1), atol=1e-5)
+    np.testing.assert_allclose(shown(page, state.HeadSteps.chart("proj"))[0], cache[f"{a}.out"][0, 6], atol=1e-5)
+    resid = shown(page, state.HeadSteps.chart("residual"))
     np.testing.assert_allclose(resid[0], cache["blocks.1.resid_pre"][0, 6], atol=1e-5)
     np.testing.assert_allclose(resid[2], cache["blocks.1.resid_mid"][0, 6], atol=1e-5)
     assert "equals the model's own `blocks.1.attn.pattern`" in " ".join(c.value for c in page.caption)
 
 
 def test_the_query_slider_and_the_step_pills(page):
-    page.select_slider(key=state.STEPS_QUERY).set_value(2).run()
-    assert shown(page, "steps_k").shape[0] == 3  # token 2 sees tokens 0, 1, 2
+    page.select_slider(key=state.HeadSteps.QUERY).set_value(2).run()
+    assert shown(page, state.HeadSteps.chart("k")).shape[0] == 3  # token 2 sees tokens 0, 1, 2
     assert [m.value for m in page.markdown if m.value.startswith("#### 👉")] == [
         "#### 👉 3–6. dot products q·k, divide by √head_size, causal mask, softmax"]
-    page.pills(key=state.STEPS_FOCUS).set_value("proj").run()
+    page.pills(key=state.HeadSteps.FOCUS).set_value("proj").run()
     assert [m.value for m in page.markdown if m.value.startswith("#### 👉")] == ["#### 👉 9. output projection"]

@@ -1,7 +1,7 @@
 """The lesson that walks the lecture: its steps (data, in one place) and what a step's button sets up.
 
 A button cannot switch pages from its callback, so the callback sets everything up and leaves the
-page to open in LESSON_GO; the lesson page switches there on the rerun that follows.
+page to open in state.Lesson.GO; the lesson page switches there on the rerun that follows.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from . import models, state, training
+from .state import HeadSteps, Lesson, Neurons
 from .common import head_scores
 
 LESSON_PAGE = "pages/lesson.py"
 BUNDLED = f"ckpt:{models.DEFAULT_CHECKPOINT}"
 PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
-REPEATED = "First Citizen:\nWe are accounted poor citizens.\nSecond Citizen:\nWe are accounted poor citizens."
+REPEATED = "We are accounted poor citizens.\nWe are accounted poor citizens."  # fits the 64-token window
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Step:
     settings: dict = field(default_factory=dict)  # session-state key -> value, set before the page opens
     preset: str | None = None  # a Train-page preset to load
     head: str | None = None  # a detector: open the model's strongest head of that kind
+    head_widgets: tuple[str, str] = (HeadSteps.LAYER, HeadSteps.HEAD)  # the page's layer and head pickers
 
 
 STEPS: list[Step] = [
@@ -77,15 +79,18 @@ STEPS: list[Step] = [
          "a line; their top contexts in the text show what each one detects.",
          "Pick a neuron from the bars and read its top contexts: the highlighted token is where it fired.",
          "pages/neurons.py", "Open the bundled model's neurons",
-         {state.MODEL: BUNDLED, state.PROMPT: PROMPT, state.NEURONS_LAYER: 0}),
+         {state.MODEL: BUNDLED, state.PROMPT: PROMPT, Neurons.LAYER: 0}),
     Step("The full GPT and what its heads learned",
          "Four wider blocks make nanoGPT's CPU 'baby' GPT, the bundled model. Head detectors measure what "
          "each head does: previous-token heads, attention sinks, and induction heads, which continue a "
          "pattern seen earlier in the prompt.",
-         "The prompt repeats a line: look for the **prev** and **induction** badges in the grid and open "
-         "*Head detectors* for the scores.",
+         "The grid's badges name the heads with a clear job; its strongest previous-token head is up close. "
+         "The prompt repeats a line, yet no head jumps back to the first copy: open *Head detectors* — the "
+         "induction column stays near 0. Induction heads need two layers or more and longer training: train "
+         "a longer run and compare.",
          "pages/attention.py", "Open the bundled GPT on a repeated line",
-         {state.MODEL: BUNDLED, state.PROMPT: REPEATED}),
+         {state.MODEL: BUNDLED, state.PROMPT: REPEATED}, head="previous_token",
+         head_widgets=(state.Attention.LAYER, state.Attention.HEAD)),
 ]
 
 
@@ -102,19 +107,21 @@ def set_up(step: Step):
         st.session_state[key] = value
     if step.preset is not None:
         training.init_defaults()
-        st.session_state[training.key("preset")] = step.preset
+        st.session_state[state.train_setting("preset")] = step.preset
         training.apply_preset()
     if step.head is not None:
         layer, head = strongest_head(step.settings.get(state.MODEL, state.get(state.MODEL)), step.head)
-        st.session_state[state.STEPS_LAYER], st.session_state[state.STEPS_HEAD] = layer, head
-        st.session_state.pop(state.STEPS_QUERY, None)  # the page starts at the last token
-    st.session_state[state.LESSON_DONE] = step.title
-    st.session_state[state.LESSON_GO] = step.page
+        for key, value in zip(step.head_widgets, (layer, head)):
+            st.session_state[key] = value
+        st.session_state.pop(HeadSteps.QUERY, None)  # the pages start at the last token
+        st.session_state.pop(state.Attention.QUERY, None)
+    st.session_state[Lesson.DONE] = step.title
+    st.session_state[Lesson.GO] = step.page
 
 
 def follow():
     """Open the page a step button asked for (call near the top of the lesson page)."""
-    page = st.session_state.pop(state.LESSON_GO, None)
+    page = st.session_state.pop(Lesson.GO, None)
     if page is not None:
         st.switch_page(page)
 

@@ -35,7 +35,7 @@ def validation_tokens(entry: ModelEntry) -> torch.Tensor | None:
     text = _own_text(entry)
     if text is None:
         return None
-    memo = st.session_state.setdefault("neurons_tokens", {})
+    memo = st.session_state.setdefault(state.Neurons.TOKENS, {})
     key = (entry.corpus, hashlib.sha256(text.encode()).hexdigest()[:16], entry.tokenizer.kind,
            entry.tokenizer.vocab_size)
     if key not in memo:

@@ -132,12 +132,56 @@ class Compare:
 
 # the lesson and its pages: one head step by step, the averaging trick, MLP neurons
 LARGE_TEXT = "large_text"  # the projector switch: every page in larger type
-LESSON_GO = "lesson_go"  # the page a lesson button asked for (its callback cannot switch pages itself)
-LESSON_DONE = "lesson_done"  # the title of the lesson step whose button was pressed last
-STEPS_LAYER, STEPS_HEAD, STEPS_QUERY = "steps_layer", "steps_head", "steps_query"
-STEPS_FOCUS = "steps_focus"  # the step of the head's computation that is highlighted
-TOY = "averaging_toy"  # the toy T x C tensor the student edits
-NEURONS_LAYER, NEURON = "neurons_layer", "neurons_neuron"
+
+
+class Lesson:
+    """The lesson page (ui.lesson)."""
+    GO = "lesson_go"  # the page a step's button asked for (its callback cannot switch pages itself)
+    DONE = "lesson_done"  # the title of the step whose button was pressed last
+
+    @staticmethod
+    def card(n: int) -> str:
+        return f"lesson_step_{n}"
+
+    @staticmethod
+    def button(n: int) -> str:
+        return f"lesson_go_{n}"
+
+
+class HeadSteps:
+    """The One-head-step-by-step page."""
+    LAYER, HEAD, QUERY = "steps_layer", "steps_head", "steps_query"
+    FOCUS = "steps_focus"  # the step of the head's computation that is highlighted
+
+    @staticmethod
+    def box(step: str) -> str:
+        return f"steps_box_{step}"
+
+    @staticmethod
+    def chart(name: str) -> str:
+        return f"steps_{name}_chart"
+
+
+class Averaging:
+    """The averaging-trick page."""
+    TOY = "averaging_toy"  # the toy T x C tensor the student edits
+    T, C, NEW = "averaging_T", "averaging_C", "averaging_new"
+    SEED = "averaging_seed"  # the toy's random seed ("New random numbers" adds one)
+    SHAPE = "averaging_shape"  # (T, C, seed) the toy was made for
+
+    @staticmethod
+    def editor(T: int, C: int, seed: int) -> str:  # a new shape or seed: a new editor, its edits cleared
+        return f"averaging_editor_{T}_{C}_{seed}"
+
+    @staticmethod
+    def weights(version: int) -> str:
+        return f"averaging_weights_{version}"
+
+
+class Neurons:
+    """The MLP-neurons page (ui.neurons)."""
+    LAYER, NEURON, BARS = "neurons_layer", "neurons_neuron", "neurons_bars"
+    TOKENS = "neurons_tokens"  # the validation tokens of this session's model, memo
 
 DEFAULTS = {
     CORPUS: "tinyshakespeare",

@@ -27,7 +27,7 @@ def vector_strip(values, row_labels: list[str], title: str, highlight_cols: tupl
     trace = dict(type="heatmap", z=z, y=list(range(rows)), colorscale=DIVERGING, reversescale=True,
                  zmin=-top or -1.0, zmax=top or 1.0, customdata=[[label] * dims for label in labels],
                  hovertemplate="%{customdata}, dim %{x}: %{z:.3f}<extra></extra>",
-                 colorbar=dict(thickness=10, len=1.0))
+                 showscale=rows > 1, colorbar=dict(thickness=10, len=1.0))  # one row: too short for a scale
     layout = {}
     if highlight_cols is not None:
         start, stop = highlight_cols

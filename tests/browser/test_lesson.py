@@ -30,7 +30,9 @@ def what_the_step_set_up(page, step):
         assert page.locator("[data-testid=stMain] textarea").first.input_value() == step.settings["prompt"]
     if step.head:
         last = len(step.settings["prompt"]) - 1  # a character model: one token per character
-        assert page.get_by_text(re.compile(rf"Layer \d, head \d; the query is token {last} ")).count() == 1
+        shown = rf"Layer \d, head \d; the query is token {last} " if step.page == "pages/head_steps.py" else \
+            r"Layer \d, head \d\. Click a cell"  # the Attention page's head up close
+        assert page.get_by_text(re.compile(shown)).count() == 1
     assert page.locator("[data-testid=stException]").count() == 0
 
 

@@ -26,7 +26,7 @@ DEFAULT_CHECKPOINT = "shakespeare-char"
 class ModelKey(NamedTuple):
     """Which model the picker means; its text form ("run:3") is the picker's option and widget value."""
 
-    kind: str  # one of KINDS
+    kind: str  # CKPT, RUN or UP
     name: str
 
     CKPT = "ckpt"  # a checkpoint file on the server

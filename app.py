@@ -33,9 +33,9 @@ pages = st.navigation({
 })
 
 # Shared widgets come after st.navigation: created before it, their first change is lost.
-store.remember_tab()
 models.picker()
 training.sidebar_status()
 lesson.projector_switch()
+store.remember_tab()  # last in the sidebar: its empty element leaves no gap between the widgets
 with running_app():
     pages.run()

@@ -236,7 +236,14 @@ class Run:
 @st.cache_resource(show_spinner=False)
 def tabs() -> TabStore:
     """Every tab's runs on this server (kept GPTVIZ_RUNS_TTL_HOURS after the tab was last seen)."""
-    return TabStore(on_drop=lambda tab: [r.trainer.stop() for r in tab.runs.values() if not r.trainer.done])
+    return TabStore(on_drop=_stop_runs)
+
+
+def _stop_runs(tab: Tab):
+    """A dropped tab's trainings stop (or leave a training others share, which goes on for them)."""
+    from . import training  # training imports this module
+
+    training.stop(list(tab.runs.values()))
 
 
 def tab() -> Tab:

@@ -292,6 +292,7 @@ def _train(args, device=None):
     from . import distributed
     from .checkpoints import save_checkpoint
     from .model import preset_config
+    from .runs import checkpoint_meta
     from .train import Trainer
 
     ddp = device is not None
@@ -329,11 +330,7 @@ def _train(args, device=None):
         trainer.run()
     finally:
         bar.close()
-    tokens = trainer.step * cfg.batch_size * cfg.grad_accum_steps * world * config.block_size
-    meta = {"corpus": corpus_name, "preset": args.preset, "train_config": cfg.to_dict(),
-            "history": trainer.history, "elapsed_s": trainer.elapsed_s, "status": trainer.status,
-            "processes": world, "train_s": trainer.train_s,
-            "tokens_per_sec": tokens / trainer.train_s if trainer.train_s else 0.0}
+    meta = checkpoint_meta(trainer, corpus_name, args.preset)
     if main_rank:
         save_checkpoint(out, trainer.model, data.tokenizer, meta, trainer.snapshots)
     if args.save_all_ranks:

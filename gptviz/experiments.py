@@ -7,16 +7,20 @@ from dataclasses import replace
 from typing import Callable
 
 from .data import TokenData
-from .model import PRESET_TITLES, PRESETS, preset_config
+from .model import PRESET_TITLES, PRESETS, GPTConfig, preset_config
 from .train import TrainConfig, Trainer
+
+
+def ladder_configs(vocab_size: int, block_size: int = 64, presets: list[str] | None = None) -> dict[str, GPTConfig]:
+    """The lecture's progression, bigram -> GPT, at one context length: the models of a ladder."""
+    return {name: preset_config(name, vocab_size, block_size) for name in presets or list(PRESETS)}
 
 
 def run_ladder(data: TokenData, cfg: TrainConfig, presets: list[str] | None = None, block_size: int = 64,
                on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """The lecture's progression, bigram -> GPT: same text, steps, batch, learning rate and seed."""
     rows = []
-    for name in presets or list(PRESETS):
-        config = preset_config(name, data.tokenizer.vocab_size, block_size)
+    for name, config in ladder_configs(data.tokenizer.vocab_size, block_size, presets).items():
         trainer = Trainer(config, replace(cfg, sample_tokens=0), data)
         start = time.perf_counter()
         trainer.run()

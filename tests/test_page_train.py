@@ -207,20 +207,21 @@ def test_a_classmates_checkpoint_is_never_overwritten(tmp_path, monkeypatch):
         at.run()
         sessions.append(at)
     a, b = sessions
-    assert a.text_input(key="train_save_name").value == "gpt-tinyshakespeare"
+    stem = "gpt-n_layer1-n_embd32-iters20"  # the run's name, "gpt · n_layer 1 · n_embd 32 · iters 20"
+    assert a.text_input(key="train_save_name").value == stem
     a.button(key="train_save").click().run()
-    saved = tmp_path / "gpt-tinyshakespeare.safetensors"
+    saved = tmp_path / f"{stem}.safetensors"
     before = saved.read_bytes()
 
     b.run()
-    b.text_input(key="train_save_name").set_value("gpt-tinyshakespeare").run()
+    b.text_input(key="train_save_name").set_value(stem).run()
     b.button(key="train_save").click().run()
-    assert any("already a checkpoint called 'gpt-tinyshakespeare'" in e.value and "'gpt-tinyshakespeare-2'" in e.value
+    assert any(f"already a checkpoint called '{stem}'" in e.value and f"'{stem}-2'" in e.value
                for e in b.error), [e.value for e in b.error]
     assert saved.read_bytes() == before  # A's model is untouched
-    b.text_input(key="train_save_name").set_value("gpt-tinyshakespeare-2").run()
+    b.text_input(key="train_save_name").set_value(f"{stem}-2").run()
     b.button(key="train_save").click().run()
-    assert (tmp_path / "gpt-tinyshakespeare-2.safetensors").is_file() and any("Saved" in m.value for m in b.success)
+    assert (tmp_path / f"{stem}-2.safetensors").is_file() and any("Saved" in m.value for m in b.success)
 
     a.button(key="train_save").click().run()  # saving one's own run again is fine
     assert any("Saved" in m.value for m in a.success) and not a.error
@@ -266,3 +267,59 @@ def test_the_ladder_trains_every_preset_with_one_budget(train_page):
     table = at.dataframe[0].value
     assert list(table["run"]) == [r.name for r in runs]
     assert list(table["parameters"]) == [r.trainer.model.num_params() for r in runs]
+
+
+def test_two_runs_that_differ_in_n_head_are_named_for_it_everywhere_and_seeds_show_the_spread(train_page):
+    at = small(train_page, iters=20)
+    at.select_slider(key="train_block_size").set_value(16).run()
+    names = []
+    for heads in (4, 8):  # 4 is the gpt preset's own: its name leaves it out
+        at.select_slider(key="train_n_head").set_value(heads).run()
+        at.button(key="train_start").click().run()
+        assert poll_until(at, lambda: latest(at).trainer.done)
+        names.append(latest(at).name)
+    assert names == ["gpt · n_layer 1 · n_embd 32 · block 16 · iters 20",
+                     "gpt · n_layer 1 · n_head 8 · n_embd 32 · block 16 · iters 20"]
+    at.run()
+    picker = at.sidebar.selectbox[0].options
+    assert all(f"🧪 {n}" in picker for n in names), picker
+    legend = {t["name"] for t in figure(at, "train_compare_chart")["data"]}
+    assert {f"{n} val" for n in names} <= legend
+    table = at.dataframe[0].value
+    assert list(table["run"]) == names and list(table["n_head"]) == ["4", "8"]
+    assert at.text_input(key="train_save_name").value == "gpt-n_layer1-n_head8-n_embd32-block16-iters20"
+    runs = list(at.session_state["runs"].values())
+    colours = [r.colour for r in runs]
+    assert len(set(colours)) == 2
+    chart = figure(at, "train_compare_chart")["data"]
+    assert [t["line"]["color"] for t in chart if t["name"] in (f"{n} val" for n in names)] == colours
+    at.switch_page("pages/compare.py").run()  # the Compare page offers and draws them by the same names
+    at.selectbox(key="compare_a").set_value(f"run:{runs[0].id}")
+    at.selectbox(key="compare_b").set_value(f"run:{runs[1].id}").run()
+    assert {f"🧪 {n} val" for n in names} <= {t["name"] for t in figure(at, "compare_loss")["data"]}
+    at.switch_page("pages/train.py").run()
+    verdict = next(i.value for i in at.info if "→" in i.value)
+    assert verdict.startswith(f"n_head 4 → 8: same parameters ({runs[0].trainer.model.num_params():,}), val loss")
+    assert "one seed" in verdict
+
+    at.button(key="train_seeds").click().run()  # the n_head-8 run again with two more seeds
+    repeats = latest_batch(at)
+    assert [r.trainer.cfg.seed for r in repeats] == [1338, 1339] and {r.group for r in repeats} == {runs[1].id}
+    assert poll_until(at, lambda: all(r.trainer.done for r in repeats))
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [names[0], f"{names[1]} · 3 seeds"]
+    finals = [r.trainer.history["val_loss"][-1] for r in (runs[1], *repeats)]
+    mean, spread = sum(finals) / 3, (max(finals) - min(finals)) / 2
+    assert table["val loss"][1] == f"{mean:.3f} ± {spread:.3f}" and list(table["seeds"]) == [1, 3]
+    band = [t for t in figure(at, "train_compare_chart")["data"] if t.get("fill") == "toself"]
+    assert len(band) == 1 and max(band[0]["y"]) == pytest.approx(max(r.trainer.history["val_loss"][0]
+                                                                       for r in (runs[1], *repeats)))
+    verdict = next(i.value for i in at.info if "→" in i.value)
+    assert "seed noise" in verdict and f"{mean:.3f} ± {spread:.3f}" in verdict, verdict
+    assert not at.exception
+
+
+def latest_batch(at):
+    runs = list(at.session_state["runs"].values())
+    return [r for r in runs if r.batch == runs[-1].batch]

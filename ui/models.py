@@ -16,6 +16,7 @@ import streamlit as st
 from gptviz.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint
 from gptviz.errors import GptvizError
 from gptviz.model import GPT
+from gptviz.runs import checkpoint_meta
 from gptviz.tokenizers import Tokenizer
 
 from . import state
@@ -100,7 +101,7 @@ def entry(key: str) -> ModelEntry:
     if kind == ModelKey.RUN:
         run = state.runs()[int(name)]
         t = run.trainer
-        meta = {"history": t.history, "train_config": t.cfg.to_dict(), "corpus": run.corpus, "preset": run.preset}
+        meta = checkpoint_meta(t, run.corpus, run.preset, run.name, settings=run.settings)
         return ModelEntry(key, f"🧪 {run.name}", t.model, run.tokenizer, run.corpus, meta, t.snapshots)
     ck = state.uploaded_models()[name] if kind == ModelKey.UP else _load_checkpoint(name)
     return ModelEntry(key, f"💾 {name}", ck.model, ck.tokenizer, ck.meta.get("corpus", ""), ck.meta, ck.snapshots)

@@ -71,6 +71,10 @@ class Train:
     SAVE_NAME, SAVE, DOWNLOAD = "train_save_name", "train_save", "train_download"
     COMPARE, COMPARE_BATCH = "train_compare", "train_compare_batch"  # the runs compared; the batch that chose them
     SUMMARY = "train_summary"
+    SAVE_NAME_FOR = "train_save_name_for"  # the run whose name the save box was last filled with
+    SEEDS = "train_seeds"  # the button that repeats the last runs with two more seeds
+    COMPARE_CHART = "train_compare_chart"
+    VERDICT_A, VERDICT_B = "train_verdict_a", "train_verdict_b"  # the two rows (seed groups) the verdict compares
 
 
 class Attention:
@@ -231,6 +235,14 @@ class Run:
     batch: int = 0  # runs started by one click (the ladder) share a batch
     saved_as: str | None = None
     announced: bool = False  # has the picker switched to it since it finished?
+    settings: dict = field(default_factory=dict)  # gptviz.runs.settings_of: what the name and the table show
+    colour: str = "#0072B2"  # one per run, kept on every chart it appears in
+    data: object = None  # gptviz.data.TokenData it trained on: a repeat with other seeds uses the same text
+    group: int | None = None  # runs that differ only in their seed share a group (the first run's id)
+
+    def __post_init__(self):
+        if self.group is None:
+            self.group = self.id
 
 
 @st.cache_resource(show_spinner=False)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import streamlit as st
 import torch
 
-from gptviz import budget
+from gptviz import budget, runs
 from gptviz.backends import Backend
 from gptviz.bench import matmul_peak_gflops
 from gptviz.checkpoints import checkpoint_path, free_name, save_checkpoint
+from gptviz.data import TokenData
 from gptviz.errors import GptvizError
-from gptviz.model import PRESETS, GPTConfig, preset_config
+from gptviz.experiments import ladder_configs
+from gptviz.model import GPTConfig, preset_config
+from gptviz.runs import next_seeds
 from gptviz.train import TrainConfig
+from gptviz.viz.style import series_colour
 
 from . import data, models, state
 from .state import Train
@@ -63,6 +69,18 @@ def head_choices(n_embd: int) -> list[int]:
     return [h for h in range(1, 17) if n_embd % h == 0]
 
 
+def keep_head_valid() -> list[int]:
+    """The head counts n_embd allows; n_head moves to the largest allowed one not above it."""
+    heads = head_choices(st.session_state[key("n_embd")])
+    if st.session_state[key("n_head")] not in heads:
+        st.session_state[key("n_head")] = max(h for h in heads if h <= max(st.session_state[key("n_head")], 1))
+    return heads
+
+
+def duration(seconds: float) -> str:
+    return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.1f} min"
+
+
 def model_config(vocab_size: int) -> GPTConfig:
     values = {f: st.session_state[key(f)] for f in MODEL_FIELDS}
     return GPTConfig(vocab_size=vocab_size, **values)
@@ -97,41 +115,92 @@ def peak_flops() -> float:
 
 
 def latest_batch() -> list[state.Run]:
-    """The runs started by the last click of Train (one run) or of the ladder (one per preset)."""
+    """The runs started by the last click of Train (one run), of the ladder (one per preset) or of a repeat."""
     runs = list(state.runs().values())
     return [r for r in runs if r.batch == runs[-1].batch] if runs else []
 
 
-def _new_runs(presets: list[str] | None):
-    """Queue one training per preset (None: the sliders as they are); identical requests share one."""
+@dataclass
+class Spec:
+    """One training to start: a model, its budget and its text (and its seed group, for a repeat)."""
+
+    preset: str
+    config: GPTConfig
+    cfg: TrainConfig
+    data: TokenData
+    corpus: str
+    group: int | None = None
+
+
+def _chosen() -> tuple[str, TokenData]:
+    chosen = data.chosen_data()
+    if chosen is None:
+        raise GptvizError("Choose a text on the Data page first (or upload one).")
+    return chosen
+
+
+def _from_sliders() -> list[Spec]:
+    corpus, token_data = _chosen()
+    return [Spec(st.session_state[key("preset")], model_config(token_data.tokenizer.vocab_size), train_config(),
+                 token_data, corpus)]
+
+
+def _ladder() -> list[Spec]:
+    corpus, token_data = _chosen()
+    configs = ladder_configs(token_data.tokenizer.vocab_size, st.session_state[key("block_size")])
+    cfg = train_config()  # one budget for every rung
+    return [Spec(p, c, cfg, token_data, corpus) for p, c in configs.items()]
+
+
+def _repeats(chosen: list[state.Run], extra: int = 2) -> list[Spec]:
+    """Each seed group of `chosen` once more with `extra` seeds it has not used: the same model and text."""
+    specs, done = [], set()
+    for r in chosen:
+        if r.group in done:
+            continue
+        done.add(r.group)
+        used = [m.trainer.cfg.seed for m in state.runs().values() if m.group == r.group]
+        t = r.trainer
+        specs += [Spec(r.preset, replace(t.model.config), replace(t.cfg, seed=s), r.data, r.corpus, r.group)
+                  for s in next_seeds(used, extra)]
+    return specs
+
+
+def _launch(make_specs: Callable[[], list[Spec]]):
+    """Queue one training per spec (checking each fits in memory first), all in one batch."""
     st.session_state[Train.ERROR] = None
     try:
-        chosen = data.chosen_data()
-        if chosen is None:
-            raise GptvizError("Choose a text on the Data page first (or upload one).")
-        corpus, token_data = chosen
-        vocab, cfg = token_data.tokenizer.vocab_size, train_config()
-        block = st.session_state[key("block_size")]
-        configs = {p: preset_config(p, vocab, block) for p in presets} if presets else \
-            {st.session_state[key("preset")]: model_config(vocab)}
-        for config in configs.values():
-            budget.check_fits(budget.estimate(config, cfg))
-        trainers = {p: job_queue().submit(c, cfg, token_data, ABANDON_AFTER_S) for p, c in configs.items()}
+        specs = make_specs()
+        for s in specs:
+            budget.check_fits(budget.estimate(s.config, s.cfg))
+        # identical requests (a classmate's same settings, seed and text) share one training
+        trainers = [job_queue().submit(s.config, s.cfg, s.data, ABANDON_AFTER_S) for s in specs]
     except GptvizError as e:
         st.session_state[Train.ERROR] = str(e)
         return
     batch = max((r.batch for r in state.runs().values()), default=0) + 1
-    for preset, trainer in trainers.items():
-        n = len(state.runs()) + 1
-        label = f"ladder: {preset}" if presets else preset
-        run = state.Run(name=f"run {n}: {label} on {corpus} ({token_data.tokenizer.kind})", trainer=trainer,
-                        tokenizer=token_data.tokenizer, corpus=corpus, preset=preset, batch=batch)
+    for spec, trainer in zip(specs, trainers):
+        settings = runs.settings_of(spec.config, spec.cfg, spec.corpus, spec.data.tokenizer.kind)
+        name = runs.unique_name(runs.run_name(spec.preset, settings), (r.name for r in state.runs().values()))
+        run = state.Run(name=name, trainer=trainer, tokenizer=spec.data.tokenizer, corpus=spec.corpus,
+                        preset=spec.preset, batch=batch, settings=settings, group=spec.group, data=spec.data,
+                        colour=series_colour(len(state.runs())))
         state.runs()[run.id] = run
 
 
 def start():
     """on_click of Train."""
-    _new_runs(None)
+    _launch(_from_sliders)
+
+
+def start_ladder():
+    """on_click of 'Run the ladder': every preset with the same data, steps, batch, learning rate and seed."""
+    _launch(_ladder)
+
+
+def repeat_seeds(runs_: list[state.Run]):
+    """on_click of 'Repeat with two more seeds': is a difference more than seed noise?"""
+    _launch(lambda: _repeats(runs_))
 
 
 def lower_rate(lr: float) -> float | None:
@@ -143,11 +212,6 @@ def retry_lower(lr: float):
     """on_click of 'Train again at ...': the same settings with that learning rate."""
     st.session_state[key("learning_rate")] = lr
     start()
-
-
-def start_ladder():
-    """on_click of 'Run the ladder': every preset with the same data, steps, batch, learning rate and seed."""
-    _new_runs(list(PRESETS))
 
 
 def pause(runs: list[state.Run]):
@@ -178,7 +242,7 @@ def save(run: state.Run):
                               f"classmate's, or an earlier run of yours). Choose another name, such as "
                               f"{free_name(path.stem, path.parent)!r}.")
         t = run.trainer
-        save_checkpoint(path, t.model, run.tokenizer, run_meta(run), t.snapshots)
+        save_checkpoint(path, t.model, run.tokenizer, meta(run), t.snapshots)
     except GptvizError as e:
         st.session_state[Train.SAVED] = ("error", str(e))
         return
@@ -207,19 +271,40 @@ def sidebar_status():
         status()
 
 
-def run_meta(run: state.Run) -> dict:
-    """What a checkpoint remembers about the run besides its weights."""
+def meta(run: state.Run) -> dict:
+    """What a checkpoint (or the inspection pages) remember about the run besides its weights."""
+    return runs.checkpoint_meta(run.trainer, run.corpus, run.preset, run.name, settings=run.settings)
+
+
+def file_stem(run: state.Run) -> str:
+    """The run's name as a file name: the default checkpoint name and the download's."""
+    return runs.file_stem(run.name)
+
+
+def default_save_name(run: state.Run):
+    """Fill the checkpoint-name box with the run's name, once per run (the student may edit it)."""
+    if st.session_state.get(Train.SAVE_NAME_FOR) != run.id:
+        st.session_state[Train.SAVE_NAME_FOR] = run.id
+        st.session_state[Train.SAVE_NAME] = free_name(file_stem(run), models.checkpoint_dir())
+
+
+def curves(run: state.Run) -> dict:
+    """A run's loss curves, name and colour, for viz.loss_chart."""
+    h = run.trainer.history
+    return {"name": run.name, "colour": run.colour, "step": h["step"], "train_loss": h["train_loss"],
+            "eval_step": h["eval_step"], "val_loss": h["val_loss"]}
+
+
+def progress_text(run: state.Run) -> str:
     t = run.trainer
-    return {"corpus": run.corpus, "preset": run.preset, "train_config": t.cfg.to_dict(), "history": t.history,
-            "elapsed_s": t.elapsed_s, "status": t.status}
+    eta = f" · ETA {t.eta_s:.0f} s" if t.eta_s and not t.done else ""
+    return f"{run.name} — {t.status} · step {t.step}/{t.cfg.max_iters} · {t.tokens_per_sec:,.0f} tokens/s{eta}"
 
 
-def summary(run: state.Run) -> dict:
-    """One row of the results table."""
-    t, h = run.trainer, run.trainer.history
-    best = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__) if h["val_loss"] else None
-    return {"run": run.name, "parameters": t.model.num_params(),
-            "val loss": round(h["val_loss"][-1], 3) if h["val_loss"] else None,
-            "best val loss": round(h["val_loss"][best], 3) if best is not None else None,
-            "at step": h["eval_step"][best] if best is not None else None,
-            "steps": t.step, "seconds": round(t.elapsed_s, 1), "status": t.status}
+def queued_text(run: state.Run) -> str:
+    ahead = job_queue().position(run.trainer)
+    if ahead is None:  # just taken out of the line
+        return f"{run.name}: starting…"
+    n = job_queue().max_running
+    return (f"{run.name}: queued, {ahead} ahead — the server trains {n} model{'s' * (n > 1)} at a time; "
+            "yours starts when one finishes.")

@@ -15,6 +15,13 @@ import plotly.graph_objects as go
 
 # Okabe & Ito (2008), "Color Universal Design"; yellow last, as it is hard to read as a line or text on white.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442"]
+
+
+def series_colour(n: int) -> str:
+    """The n-th series' colour (a run, a curve): the same n always gets the same colour."""
+    return OKABE_ITO[n % len(OKABE_ITO)]
+
+
 BLUE, ORANGE, VERMILION, GREY = "#0072B2", "#E69F00", "#D55E00", "#999999"
 # spelled out as (position, colour) pairs, as plotly's validation spells out the names
 SEQUENTIAL = go.Heatmap(colorscale="Viridis").colorscale

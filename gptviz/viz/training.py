@@ -6,7 +6,7 @@ import math
 
 import plotly.graph_objects as go
 
-from .style import GREY, OKABE_ITO, esc, figure
+from .style import GREY, esc, figure, series_colour, tint
 
 
 def _thin(xs: list, ys: list, max_points: int) -> tuple[list, list]:
@@ -25,7 +25,9 @@ def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False,
     """Train loss (thin, light) and validation loss (thick, with markers) of each run.
 
     runs: [{"name", "step", "train_loss", "eval_step", "val_loss"}] (Trainer.history plus a name);
-    lists may be empty while a run starts. The dashed line is the loss of a model that guesses
+    lists may be empty while a run starts. Optional per run: "colour" (else the n-th series colour),
+    and "val_low" / "val_high" (a run repeated with several seeds: val_loss is their mean) to draw
+    the seeds' range as a band with error bars. The dashed line is the loss of a model that guesses
     uniformly, ln(vocab_size): a fresh model starts there. best_val_marker stars the lowest
     validation loss of each run, where more training stopped helping. step_marks ({label: step})
     draws a dotted line at each step shown elsewhere on the page (a training-timeline snapshot).
@@ -34,20 +36,35 @@ def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False,
     data = []
     seen = [baseline]
     for n, run in enumerate(runs):
-        name, colour = esc(run.get("name", f"run {n + 1}")), OKABE_ITO[n % len(OKABE_ITO)]
+        name, colour = esc(run.get("name", f"run {n + 1}")), run.get("colour") or series_colour(n)
         steps, train = _thin(run.get("step", []), run.get("train_loss", []), max_points)
         evals, val = list(run.get("eval_step", [])), list(run.get("val_loss", []))
-        seen += [v for v in train + val if math.isfinite(v)]
+        low, high = list(run.get("val_low", [])), list(run.get("val_high", []))
+        seen += [v for v in train + val + high if math.isfinite(v)]
+        if low:  # the seeds' range: a band behind the mean curve
+            data.append(dict(
+                type="scatter", x=evals + evals[::-1], y=high + low[::-1], mode="lines", fill="toself",
+                fillcolor=tint(colour, 0.7), line=dict(width=0), opacity=0.6, name=f"{name} seed range",
+                legendgroup=name, showlegend=False, hoverinfo="skip",
+            ))
         data.append(dict(
             type="scatter", x=steps, y=train, mode="lines", name=f"{name} train", legendgroup=name,
             line=dict(color=colour, width=1), opacity=0.45,
             hovertemplate="step %{x}: train %{y:.3f}<extra>" + name + "</extra>",
         ))
-        data.append(dict(
+        val_trace = dict(
             type="scatter", x=evals, y=val, mode="lines+markers", name=f"{name} val", legendgroup=name,
             line=dict(color=colour, width=3), marker=dict(size=7),
             hovertemplate="step %{x}: val %{y:.3f}<extra>" + name + "</extra>",
-        ))
+        )
+        if low:
+            val_trace["error_y"] = dict(type="data", symmetric=False, color=colour, thickness=1.5, width=4,
+                                        array=[h - v for h, v in zip(high, val)],
+                                        arrayminus=[v - lo for v, lo in zip(val, low)])
+            val_trace["hovertemplate"] = ("step %{x}: val %{y:.3f} (seeds %{customdata[0]:.3f}–%{customdata[1]:.3f})"
+                                          "<extra>" + name + "</extra>")
+            val_trace["customdata"] = [[lo, h] for lo, h in zip(low, high)]
+        data.append(val_trace)
         if best_val_marker and val:
             best = min(range(len(val)), key=lambda i: val[i])
             data.append(dict(

@@ -96,7 +96,7 @@ def test_training_draws_live_while_the_student_moves_sliders(page, server):
     assert after > before > 0, (before, after)
     page.get_by_text(re.compile(r"Finished 200 steps")).wait_for(timeout=300_000)
     screenshot(page, "train-finished")
-    assert "🧪 run 1" in model_in_picker(page)
+    assert model_in_picker(page) == "🧪 gpt · n_embd 16 · iters 200"
 
     goto(page, "Attention")
     heatmaps = [t for t in plotly_traces(page) if t["type"] == "heatmap"]
@@ -118,10 +118,10 @@ def test_a_run_that_blows_up_offers_a_lower_rate_in_one_click(page, server):
     page.get_by_text(re.compile(r"learning rate \(1\) is probably too high")).wait_for(timeout=120_000)
     wait_idle(page)
     page.get_by_role("button", name=re.compile("Train again at learning rate 0.1")).click()
-    page.get_by_text(re.compile(r"run 2: .*Finished 200 steps")).wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"lr 0\.1 · iters 200: Finished 200 steps")).wait_for(timeout=120_000)
     wait_idle(page)
     assert slider(page, "learning_rate (peak)").get_attribute("aria-valuetext") == "0.1"
-    assert "🧪 run 2" in model_in_picker(page)
+    assert model_in_picker(page) == "🧪 gpt · n_layer 1 · n_embd 32 · LayerNorm off · lr 0.1 · iters 200"
     no_exception(page)
 
 
@@ -142,7 +142,7 @@ def test_two_students_do_not_see_each_others_runs(browser, server, tmp_path):
         wait_idle(pa)
         assert "🧪" in model_in_picker(pa)
         mine = picker_options(pa)
-        assert any(o.startswith("🧪 run 1") for o in mine) and "📂 my-own-model" in mine, mine
+        assert "🧪 gpt · n_embd 16 · iters 20" in mine and "📂 my-own-model" in mine, mine
         pb.reload()
         wait_idle(pb)
         theirs = picker_options(pb)

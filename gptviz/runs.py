@@ -97,15 +97,17 @@ def mean_tokens_per_sec(trainer) -> float:
     """Tokens learned from per second of training steps (evaluations and samples not counted)."""
     cfg = trainer.cfg
     world = getattr(trainer, "world_size", 1)  # a training in a worker process or on Ray: one process
-    tokens = len(trainer.history["step"]) * cfg.batch_size * cfg.grad_accum_steps * world * trainer.model.config.block_size
+    steps = len(trainer.history["step"])
+    tokens = steps * cfg.batch_size * cfg.grad_accum_steps * world * trainer.model.config.block_size
     return tokens / trainer.train_s if trainer.train_s else 0.0
 
 
 def checkpoint_meta(trainer, corpus: str, preset: str, name: str | None = None, **extra) -> dict:
     """What a checkpoint remembers about its run besides the weights (the one recipe for every saver)."""
     meta = {"corpus": corpus, "preset": preset, "train_config": trainer.cfg.to_dict(), "history": trainer.history,
-            "elapsed_s": trainer.elapsed_s, "status": str(trainer.status), "processes": getattr(trainer, "world_size", 1),
-            "train_s": trainer.train_s, "tokens_per_sec": mean_tokens_per_sec(trainer)}
+            "elapsed_s": trainer.elapsed_s, "status": str(trainer.status),
+            "processes": getattr(trainer, "world_size", 1), "train_s": trainer.train_s,
+            "tokens_per_sec": mean_tokens_per_sec(trainer)}
     if name is not None:
         meta["name"] = name
     return {**meta, **extra}

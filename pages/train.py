@@ -124,7 +124,8 @@ def live_view(batch: list[state.Run], active: bool):
             st.code(t.history["samples"][-1], language=None)
         if all(r.trainer.done for r in batch):
             for r in batch:
-                (st.error if r.trainer.status in ("diverged", "error") else st.success)(f"{r.name}: {r.trainer.message}")
+                ok = r.trainer.status not in ("diverged", "error")
+                (st.success if ok else st.error)(f"{r.name}: {r.trainer.message}")
             if active:  # it ended since the page was drawn: a full rerun switches polling off
                 st.rerun()
 

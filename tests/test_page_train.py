@@ -288,7 +288,7 @@ def test_two_runs_that_differ_in_n_head_are_named_for_it_everywhere_and_seeds_sh
     table = at.dataframe[0].value
     assert list(table["run"]) == names and list(table["n_head"]) == ["4", "8"]
     assert at.text_input(key="train_save_name").value == "gpt-n_layer1-n_head8-n_embd32-block16-iters20"
-    runs = list(at.session_state["runs"].values())
+    runs = list(at.session_state[state.TAB].runs.values())
     colours = [r.colour for r in runs]
     assert len(set(colours)) == 2
     chart = figure(at, "train_compare_chart")["data"]
@@ -321,5 +321,5 @@ def test_two_runs_that_differ_in_n_head_are_named_for_it_everywhere_and_seeds_sh
 
 
 def latest_batch(at):
-    runs = list(at.session_state["runs"].values())
+    runs = list(at.session_state[state.TAB].runs.values())
     return [r for r in runs if r.batch == runs[-1].batch]

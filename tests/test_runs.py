@@ -75,7 +75,7 @@ def test_the_verdict_says_what_changed_and_by_how_much(trained):
     a, b = runs.group_results([result(trained, "h2", 1), result(trained, "h4", 2)])
     t2, t4 = trained["h2"][0], trained["h4"][0]
     v2, v4 = t2.history["val_loss"][-1], t4.history["val_loss"][-1]
-    diff = f"{v4 - v2:+.3f}".replace("-", "−")
+    diff = "0.000" if round(v4 - v2, 3) == 0 else f"{v4 - v2:+.3f}".replace("-", "−")  # a real minus sign
     assert runs.verdict(a, b).startswith(
         f"n_head 2 → 4: same parameters ({t2.model.num_params():,}), val loss {v2:.3f} → {v4:.3f} ({diff}) — one seed")
     c = runs.group_results([result(trained, "bigram", 3)])[0]

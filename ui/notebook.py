@@ -26,10 +26,14 @@ def default_shown(done: list[state.Run], batch: list[state.Run]) -> list[int]:
 
 
 def choose_default(batch: list[state.Run]):
-    """When a batch has finished, select its runs (once: the student may change the selection)."""
+    """When a batch has finished, select its runs (once: the student may change the selection); a run
+    deleted since leaves the selection."""
     if batch and all(r.trainer.done for r in batch) and st.session_state.get(Train.COMPARE_BATCH) != batch[-1].batch:
         st.session_state[Train.COMPARE_BATCH] = batch[-1].batch
         st.session_state[Train.COMPARE] = default_shown(finished(), batch)
+    done = {r.id for r in finished()}
+    if any(i not in done for i in st.session_state.get(Train.COMPARE, [])):
+        st.session_state[Train.COMPARE] = [i for i in st.session_state[Train.COMPARE] if i in done]
 
 
 def groups_of(shown: list[state.Run]) -> list[runs.Group]:

@@ -39,7 +39,9 @@ def test_two_runs_a_verdict_and_the_seed_spread(browser, server):
         options = picker_options(page)
         assert f"🧪 {FIRST}" in options and f"🧪 {SECOND}" in options, options
         table = page.locator("[data-testid=stDataFrame]")
-        headers = table.locator("th[role=columnheader]").all_text_contents()  # the grid's accessible table
+        columns = table.locator("th[role=columnheader]")  # the grid's accessible table, drawn a moment later
+        columns.first.wait_for(state="attached")
+        headers = columns.all_text_contents()
         assert "n_head" in [h.strip() for h in headers], headers
         verdict = page.locator("[data-testid=stAlertContentInfo]").filter(has_text="→")
         assert re.search(r"^n_head 4 → 8: same parameters \([\d,]+\), val loss \d\.\d{3} → \d\.\d{3} \([+−]?\d\.\d{3}\)",

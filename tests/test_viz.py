@@ -173,19 +173,29 @@ def test_attention_grid_has_one_heatmap_per_head_with_the_input_values(run):
         np.testing.assert_allclose(trace.z, patterns[n // 2, n % 2].numpy(), rtol=1e-6)
         assert trace.coloraxis == "coloraxis"  # one shared scale and one colour bar
         assert "query %{y} → key %{x}: %{z:.2f}" in trace.hovertemplate
+    assert [(t.xaxis, t.yaxis) for t in fig.data] == [("x", "y"), ("x2", "y"), ("x", "y2"), ("x2", "y2")]
     assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 1
     assert fig.layout.coloraxis.colorscale == VIRIDIS
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["L0 H0", "L0 H1", "L1 H0 · previous token", "L1 H1"]
-    x = list(fig.data[0].x)
-    assert len(set(x)) == len(ids)  # repeated tokens stay apart on the axis
-    assert x[:3] == ["0:T", "1:o", "2:␣"]
-    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.showticklabels
+    x = fig.layout.xaxis
+    assert list(x.ticktext) == [f"{i}:{label}" for i, label in enumerate(labels)]  # 16 tokens: all labelled
+    assert x.showticklabels and not fig.layout.xaxis2.showticklabels  # labels on the first tile only
+    assert fig.layout.yaxis.range == (len(ids) - 0.5, -0.5)  # first query on top
 
 
-def test_attention_grid_hides_dense_ticks_and_handles_a_model_without_attention():
-    fig = viz.attention_grid(torch.rand(1, 3, 30, 30), [str(i % 10) for i in range(30)])
-    assert len(fig.data) == 3 and fig.layout.xaxis.showticklabels is False
+def test_attention_grid_wraps_many_heads_and_labels_every_kth_token_of_long_prompts():
+    fig = viz.attention_grid(torch.rand(4, 8, 64, 64), [str(i % 10) for i in range(64)])
+    axes = {k for k in fig.layout.to_plotly_json() if k.startswith("xaxis")}
+    assert len(axes) == 4  # 8 heads of 64 tokens wrap into 4 columns: a cell stays at least 3 px wide
+    assert len([k for k in fig.layout.to_plotly_json() if k.startswith("yaxis")]) == 8
+    x = fig.layout.xaxis
+    assert 4 <= len(x.tickvals) <= 16 and x.tickvals[1] - x.tickvals[0] >= 4
+    (x0, x1), (y0, y1) = x.domain, fig.layout.yaxis.domain
+    width, height = (x1 - x0) * 920, (y1 - y0) * (fig.layout.height - 80)  # px at the width it is laid out for
+    assert abs(width - height) < 0.05 * width  # square tiles, not slivers
+    fig = viz.attention_grid(torch.rand(2, 8, 8, 8), list("abcdefgh"))
+    assert len([k for k in fig.layout.to_plotly_json() if k.startswith("xaxis")]) == 8  # short prompts: one row
     fig = viz.attention_grid(torch.zeros(0, 0, 5, 5), list("abcde"))
     assert len(fig.data) == 0 and "no attention" in fig.layout.annotations[0].text
 

@@ -10,6 +10,7 @@ its checkpoints/ folder, drives Debian's Chromium through each page and writes P
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,7 +46,8 @@ def pick_model(page, name: str):
 
 
 def click_text(page, text: str):
-    page.get_by_text(text, exact=True).first.click()
+    """Click a radio option (its label) by its exact text."""
+    page.locator("label").filter(has_text=re.compile(f"^{re.escape(text)}$")).first.click()
     wait_idle(page)
 
 
@@ -82,6 +84,13 @@ def run(url: str, out: Path, size, eight_head: str | None, bpe: str | None):
         page = browser.new_context(viewport={"width": size[0], "height": size[1]}).new_page()
         go = lambda path: (page.goto(f"{url}/{path}"), wait_idle(page))  # noqa: E731
 
+        go("data")  # first: a popover left open by a model pick makes the page inert
+        click_text(page, "GPT-2 BPE (50,257 tokens)")
+        shoot(page, out, "data-frequent-tokens", size, PLOTLY, 0)
+        click_text(page, "Dorothy and the Wizard in Oz (0.2 MB)")
+        click_text(page, "BPE trained on this text")
+        shoot(page, out, "data-bpe-page", size)
+
         go("attention")
         shoot(page, out, "attention-page", size)
         shoot(page, out, "attention-grid", size, PLOTLY, 0)
@@ -113,12 +122,6 @@ def run(url: str, out: Path, size, eight_head: str | None, bpe: str | None):
             click_text(page, "2-D")
             shoot(page, out, "embeddings-bpe", size, PLOTLY, 0)
 
-        go("data")
-        click_text(page, "GPT-2 BPE (50,257 tokens)")
-        shoot(page, out, "data-frequent-tokens", size, PLOTLY, 0)
-        click_text(page, "Dorothy and the Wizard in Oz (0.2 MB)")
-        click_text(page, "BPE trained on this text")
-        shoot(page, out, "data-bpe-page", size)
         browser.close()
 
 

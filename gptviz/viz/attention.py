@@ -7,6 +7,7 @@ row i sums to 1 and is zero right of the diagonal, because a token cannot see th
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,11 +17,29 @@ from .style import MAX_TICKS, SEQUENTIAL, esc, figure, position_labels, to_numpy
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 
 
+GRID_WIDTH = 1000  # px the grid is laid out for (a wide page at 1280-1440 px); it scales with the page
+MIN_CELL = 3  # px: fewer heads side by side when a cell would get narrower (they wrap onto more rows)
+MAX_COLUMNS = 8
+TICK_PX = 12  # room one rotated token label needs
+MAX_LABELS = 16  # token labels per axis at most: each costs the browser ~3 ms to measure and draw
+TITLE_PX = 20  # room above a tile for its title
+
+
+def grid_columns(n_head: int, T: int) -> int:
+    """Heads side by side: as many as keep a cell at least MIN_CELL wide, preferring a divisor of n_head."""
+    fit = max(1, min(n_head, MAX_COLUMNS, int(GRID_WIDTH / (1.1 * T * MIN_CELL))))
+    divisor = max(c for c in range(1, fit + 1) if n_head % c == 0)
+    return divisor if 2 * divisor >= fit else fit
+
+
 def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int, int], str] | None = None,
                    height: int | None = None) -> go.Figure:
-    """One heatmap per head in a layers x heads grid, all on one 0..1 colour scale.
+    """Every head as one square tile on one 0..1 colour scale: layers down, heads across (wrapping if many).
 
-    patterns: (n_layer, n_head, T, T), e.g. analysis.attention_for(cache, n_layer).
+    patterns: (n_layer, n_head, T, T), e.g. analysis.attention_for(cache, n_layer). One heatmap trace per
+    head on numeric axes shared by a column or row of tiles (one x axis per column, one y axis per row, not
+    one pair per head). Token labels, the slowest part for the browser to draw, go on the first tile's
+    axes only (every k-th token when they do not all fit); hover a cell for its query and key positions.
     detector_badges: optional text per (layer, head), e.g. {(0, 1): "previous token"}.
     """
     z = to_numpy(patterns)
@@ -31,30 +50,44 @@ def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int,
                                height=200, xaxis=dict(visible=False), yaxis=dict(visible=False)))
     badges = detector_badges or {}
     ticks = position_labels(labels)
-    dense = len(ticks) > MAX_TICKS
-    # Subplot axes laid out by hand: make_subplots + update calls took ~0.3 s per grid, this ~2 ms.
-    gap_x, gap_y = 0.02, min(0.08, 0.3 / n_layer)
-    width, height_frac = (1 - gap_x * (n_head - 1)) / n_head, (1 - gap_y * (n_layer - 1)) / n_layer
-    data, layout, titles = [], {}, []
+    T = len(ticks)
+    cols = grid_columns(n_head, T)
+    per_layer = math.ceil(n_head / cols)
+    rows = n_layer * per_layer
+    gap_px = 12
+    tile = (GRID_WIDTH - 80 - (cols - 1) * gap_px) / cols  # px, square
+    plot_h = rows * tile + rows * TITLE_PX + (rows - 1) * gap_px
+    every = max(1, math.ceil(TICK_PX * T / tile), math.ceil(T / MAX_LABELS))  # every k-th token: no overlap
+    shown = list(range(0, T, every))
+    tick = dict(tickmode="array", tickvals=shown, ticktext=[ticks[i] for i in shown], tickfont=dict(size=9),
+                showgrid=False, zeroline=False, range=[-0.5, T - 0.5])
+    width_frac, gap_frac = tile / (GRID_WIDTH - 80), gap_px / (GRID_WIDTH - 80)
+    data, titles, layout = [], [], {}
+    for c in range(cols):
+        x0 = c * (width_frac + gap_frac)
+        layout[f"xaxis{c + 1 if c else ''}"] = dict(domain=[x0, min(1.0, x0 + width_frac)], anchor=f"y{rows if rows > 1 else ''}",
+                                                    tickangle=-90, showticklabels=c == 0, **tick)
+    for r in range(rows):
+        top = 1 - r * (tile + TITLE_PX + gap_px) / plot_h - TITLE_PX / plot_h
+        layout[f"yaxis{r + 1 if r else ''}"] = dict(domain=[max(0.0, top - tile / plot_h), top], anchor="x",
+                                                    showticklabels=r == 0,
+                                                    **{**tick, "range": [T - 0.5, -0.5]})  # first query on top
     for l in range(n_layer):
         for h in range(n_head):
-            n = l * n_head + h + 1
-            ax = "" if n == 1 else str(n)
-            x0, top = h * (width + gap_x), 1 - l * (height_frac + gap_y)
-            data.append(dict(type="heatmap", z=z[l, h], x=ticks, y=ticks, coloraxis="coloraxis",
-                             xaxis=f"x{ax}", yaxis=f"y{ax}",
+            r, c = l * per_layer + h // cols, h % cols
+            data.append(dict(type="heatmap", z=z[l, h], coloraxis="coloraxis", xaxis=f"x{c + 1 if c else ''}",
+                             yaxis=f"y{r + 1 if r else ''}",
                              hovertemplate=f"query %{{y}} → key %{{x}}: %{{z:.2f}}<extra>L{l} H{h}</extra>"))
-            layout[f"xaxis{ax}"] = dict(domain=[x0, min(1.0, x0 + width)], anchor=f"y{ax}", showticklabels=not dense,
-                                        tickfont=dict(size=8), tickangle=-90)
-            layout[f"yaxis{ax}"] = dict(domain=[max(0.0, top - height_frac), top], anchor=f"x{ax}", showticklabels=not dense,
-                                        tickfont=dict(size=8), autorange="reversed")  # first query on top
+            x_mid = c * (width_frac + gap_frac) + width_frac / 2
+            y_top = 1 - r * (tile + TITLE_PX + gap_px) / plot_h - TITLE_PX / plot_h
             titles.append(dict(text=f"L{l} H{h}" + (f" · {esc(badges[(l, h)])}" if (l, h) in badges else ""),
-                               x=x0 + width / 2, y=top, xref="paper", yref="paper", xanchor="center",
-                               yanchor="bottom", showarrow=False, font=dict(size=11)))
+                               x=x_mid, y=y_top, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
+                               showarrow=False, font=dict(size=11)))
     layout.update(
         annotations=titles,
-        coloraxis=dict(colorscale=SEQUENTIAL, cmin=0, cmax=1, colorbar=dict(title=dict(text="weight"), thickness=12)),
-        height=height or min(900, max(300, 160 * n_layer + 60)), margin=dict(l=40, r=10, t=40, b=30),
+        coloraxis=dict(colorscale=SEQUENTIAL, cmin=0, cmax=1, colorbar=dict(title=dict(text="weight"), thickness=12,
+                                                                             len=min(1.0, 400 / plot_h))),
+        height=height or round(plot_h + 80), margin=dict(l=70, r=10, t=10, b=70),
     )
     return figure(data, layout)
 

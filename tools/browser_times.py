@@ -1,0 +1,333 @@
+"""What a student waits for: every control of every inspection page, timed in a real browser.
+
+    python -m tools.browser_times [--repeats 5] [--heads 4,8] [--tokens 8,64] [--trace trace.json]
+
+Starts the real app (a throw-away copy of this repository, plus an 8-head model) and drives Debian's
+Chromium through each page. Each interaction is timed in the page, from just before the action until
+Streamlit has finished the rerun (no script running, no stale element) and two more frames are painted;
+the time splits into before the rerun (the browser sending the change, widget debounce), the rerun
+(the server script plus the messages it streams) and after it (drawing). It also counts the bytes the
+server sent over the websocket for the interaction. An action that causes no rerun is reported, not timed.
+
+The 8-head model is the bundled model's configuration with n_head = 8 and seeded random weights:
+timings do not depend on what the weights learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tools.chart_shots import CHROMIUM, CHROMIUM_ARGS, app_copy, wait_idle
+from tools.server import ROOT, Server
+
+BUNDLED = "shakespeare-char"
+EIGHT_HEADS = "shakespeare-char-8heads"
+# Prompts of exactly 8 and 64 characters (= tokens for the character model).
+PROMPTS = {8: "ROMEO:\nI", 64: ("ROMEO:\nBut soft, what light through yonder window breaks? It is the")[:64]}
+
+# Runs in the page: resolves once the rerun that follows `t0` has finished and two frames are painted.
+WAIT_JS = """async ([t0, timeout]) => {
+  const app = () => document.querySelector('[data-testid=stApp]');
+  const log = window.__gvStates;
+  const raf = () => new Promise(r => requestAnimationFrame(() => r(performance.now())));
+  const deadline = t0 + timeout;
+  while (true) {
+    await raf();
+    const now = performance.now();
+    const started = log.find(e => e.t >= t0 && e.state === 'running');
+    if (!started && now - t0 > 2500) return {rerun: false};
+    if (now > deadline) return {rerun: true, timeout: true};
+    if (!started) continue;
+    const idle = app().getAttribute('data-test-script-state') === 'notRunning'
+      && !document.querySelector('[data-stale=true], [data-testid=stSkeleton]');
+    if (!idle) continue;
+    const ended = [...log].reverse().find(e => e.state === 'notRunning').t;
+    await raf(); const painted = await raf();
+    if (app().getAttribute('data-test-script-state') !== 'notRunning') continue;  // a second run began
+    return {rerun: true, start: started.t - t0, end: ended - t0, painted: painted - t0};
+  }
+}"""
+OBSERVE_JS = """() => {
+  window.__gvStates = [];
+  const watch = () => {
+    const app = document.querySelector('[data-testid=stApp]');
+    if (!app) return setTimeout(watch, 20);
+    new MutationObserver(() => window.__gvStates.push({t: performance.now(),
+      state: app.getAttribute('data-test-script-state')})).observe(app, {attributes: true,
+      attributeFilter: ['data-test-script-state']});
+  };
+  watch();
+}"""
+
+
+@dataclass
+class Timing:
+    name: str
+    ms: list[float] = field(default_factory=list)
+    before: list[float] = field(default_factory=list)
+    rerun: list[float] = field(default_factory=list)
+    after: list[float] = field(default_factory=list)
+    kb: list[float] = field(default_factory=list)
+    skipped: int = 0
+
+
+class Driver:
+    """One browser tab (one Streamlit session) and the bookkeeping of what it measures."""
+
+    def __init__(self, browser, url: str):
+        self.url = url
+        self.page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+        self.page.add_init_script(f"({OBSERVE_JS})()")
+        self.received = 0
+        self.page.on("websocket", lambda ws: ws.on(
+            "framereceived", lambda payload: setattr(self, "received", self.received + len(payload))))
+        self.timings: dict[str, Timing] = {}
+
+    def open(self, path: str) -> float:
+        """Open a page by its address (a fresh session); milliseconds until it is drawn."""
+        t = time.perf_counter()
+        self.page.goto(f"{self.url}/{path}")
+        wait_idle(self.page)
+        return (time.perf_counter() - t) * 1000 - 400  # wait_idle's settling pause is not the page's time
+
+    def nav(self, link: str):
+        """Click a sidebar link: the session and its prompt stay."""
+        self.page.get_by_role("link", name=link).click()
+        wait_idle(self.page)
+
+    def time(self, name: str, action):
+        try:
+            self._time(name, action)
+        except Exception:
+            self.page.screenshot(path="/tmp/browser-times-failure.png", full_page=True)
+            raise
+
+    def _time(self, name: str, action):
+        page = self.page
+        wait_idle(page)
+        self.received = 0
+        t0 = page.evaluate("performance.now()")
+        action()
+        result = page.evaluate(WAIT_JS, [t0, 30_000])
+        page.wait_for_timeout(30)  # let the last websocket frames reach this process
+        timing = self.timings.setdefault(name, Timing(name))
+        if not result["rerun"]:
+            timing.skipped += 1
+            return
+        timing.ms.append(result["painted"])
+        timing.before.append(result["start"])
+        timing.rerun.append(result["end"] - result["start"])
+        timing.after.append(result["painted"] - result["end"])
+        timing.kb.append(self.received / 1024)
+
+    # --- the controls --------------------------------------------------------------------------------------------
+
+    def edit_prompt(self, text: str):
+        box = self.page.locator("[data-testid=stMain] textarea").first
+        box.fill(text)
+        box.press("Control+Enter")
+
+    def slider(self, label: str, key: str):
+        thumb = self.page.locator(f'[data-testid=stMain] [role=slider][aria-label="{label}"], '
+                                  f'[data-testid=stMain] input[type=range][aria-label="{label}"]').first
+        thumb.focus()
+        thumb.press(key)
+
+    def select(self, label: str, option: str):
+        box = self.page.locator(f'input[role=combobox][aria-label="{label}"]').first
+        box.click()
+        box.press_sequentially(option)  # the list narrows to the option, as when a student types
+        box.press("Enter")
+
+    def radio(self, text: str):
+        self.page.locator("[data-testid=stMain] label").filter(
+            has_text=re.compile(f"^{re.escape(text)}$")).first.click()
+
+    def button(self, name: str):
+        self.page.get_by_role("button", name=name).first.click()
+
+    def click_chart(self, selector: str, fx: float, fy: float):
+        target = self.page.locator(selector).first
+        target.scroll_into_view_if_needed()
+        box = target.bounding_box()
+        self.page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+
+
+def attention(d: Driver, n: int, tokens: int, prompt: str, other: str):
+    d.nav("Attention")
+    for i in range(n):
+        d.time("attention: edit the prompt", lambda: d.edit_prompt(other if i % 2 == 0 else prompt))
+    for i in range(n):
+        d.time("attention: pick a layer", lambda: d.select("Layer", f"layer {1 + i % 2}"))
+        d.time("attention: pick a head", lambda: d.select("Head", f"head {1 + i % 2}"))
+        d.time("attention: move the query slider", lambda: d.slider("Query token (the one looking)",
+                                                                    "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
+        d.time("attention: move the key slider", lambda: d.slider("Key token (the one looked at)",
+                                                                  "ArrowRight" if i % 2 == 0 else "ArrowLeft"))
+        d.time("attention: click a cell of the head", lambda: d.click_chart(
+            "[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg", 0.55, 0.75 + 0.05 * (i % 2)))
+        d.time("attention: move the timeline", lambda: d.slider("Training step (timeline)",
+                                                                "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
+    if tokens < 64:  # a full window leaves no room to write
+        d.page.locator("[data-testid=stExpander] summary").filter(has_text="Let the model write").click()
+        wait_idle(d.page)
+        for i in range(n):
+            d.time("attention: generate tokens", lambda: d.button("Generate"))
+            d.time("attention: step through generated", lambda: d.slider("Step through the generated tokens",
+                                                                         "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
+
+
+def next_token(d: Driver, n: int, prompt: str, other: str):
+    d.nav("Next token")
+    for i in range(n):
+        d.time("next token: edit the prompt", lambda: d.edit_prompt(other if i % 2 == 0 else prompt))
+    for i in range(n):
+        arrow = "ArrowLeft" if i % 2 == 0 else "ArrowRight"
+        d.time("next token: temperature slider", lambda: d.slider("Temperature", arrow))
+        d.time("next token: top-k slider", lambda: d.slider("Top-k", "ArrowRight" if i % 2 == 0 else "ArrowLeft"))
+        d.time("next token: top-p slider", lambda: d.slider("Top-p (nucleus)", arrow))
+        d.time("next token: click a bar (append)", lambda: d.click_chart(
+            "[data-testid=stPlotlyChart] .barlayer .point path", 0.5, 0.5))
+        d.time("next token: undo", lambda: d.button("Undo"))
+        d.time("next token: sample one", lambda: d.button("Sample one"))
+        d.time("next token: undo", lambda: d.button("Undo"))
+    for _ in range(max(1, n // 2)):
+        d.time("next token: sample 200 tokens", lambda: d.button("Sample 200 tokens"))
+
+
+def layers(d: Driver, n: int, prompt: str, other: str):
+    d.nav("Inside the layers")
+    for i in range(n):
+        d.time("layers: edit the prompt", lambda: d.edit_prompt(other if i % 2 == 0 else prompt))
+    for i in range(n):
+        d.time("layers: move the lens position", lambda: d.slider("Position",
+                                                                  "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
+        d.time("layers: silence a head", lambda: d.select("Heads to silence", f"L{i % 2} H1"))
+        d.time("layers: un-silence the head", lambda: d.page.locator(
+            'input[role=combobox][aria-label="Heads to silence"]').press("Backspace"))
+
+
+def embeddings(d: Driver, n: int):
+    d.nav("Embeddings")
+    for i in range(n):
+        d.time("embeddings: 2-D / 3-D", lambda: d.radio("3-D" if i % 2 == 0 else "2-D"))
+        d.time("embeddings: colour by", lambda: d.radio("frequency in the training text" if i % 2 == 0
+                                                        else "kind of character"))
+        d.time("embeddings: pick a token", lambda: d.select("Token", f"{'ao'[i % 2]}   (id {(39, 53)[i % 2]})"))
+        d.time("embeddings: neighbours slider", lambda: d.slider("How many neighbours",
+                                                                 "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
+
+
+def pick_model(d: Driver, name: str):
+    d.page.locator("[data-testid=stSidebar] input[role=combobox]").click()
+    d.page.get_by_role("option", name=name).first.click()
+    wait_idle(d.page)
+
+
+def measure(browser, url: str, model: str, tokens: int, n: int) -> tuple[dict[str, Timing], list[float]]:
+    d = Driver(browser, url)
+    opens = [d.open("attention")]
+    if model != BUNDLED:
+        pick_model(d, model)
+    prompt = PROMPTS[tokens]
+    other = prompt[:-1] + ("X" if prompt[-1] != "X" else "Y")
+    d.edit_prompt(prompt)
+    wait_idle(d.page)
+    attention(d, n, tokens, prompt, other)
+    next_token(d, n, prompt, other)
+    layers(d, n, prompt, other)
+    embeddings(d, n)
+    for path in ("attention", "next_token", "layers", "embeddings"):
+        opens.append(d.open(path))
+    d.page.context.close()
+    return d.timings, opens[1:]  # the first open may pay for a cold server
+
+
+def eight_head_checkpoint(folder: Path) -> Path:
+    from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+    from gptviz.model import GPT
+
+    ck = load_checkpoint(CHECKPOINT_DIR / f"{BUNDLED}.safetensors")
+    torch.manual_seed(0)
+    config = ck.model.config.__class__(**{**ck.model.config.__dict__, "n_head": 8})
+    path = folder / f"{EIGHT_HEADS}.safetensors"
+    save_checkpoint(path, GPT(config).eval(), ck.tokenizer, {"corpus": ck.meta.get("corpus", "tinyshakespeare"),
+                                                             "note": "untrained: for timings only"})
+    return path
+
+
+def p90(xs):
+    return sorted(xs)[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))]
+
+
+def report(label: str, timings: dict[str, Timing], opens: list[float]):
+    print(f"\n### {label}\n")
+    print("| interaction | median ms | before · rerun · after | KB sent | runs |")
+    print("|---|---:|---:|---:|---:|")
+    every = []
+    for t in timings.values():
+        if not t.ms:
+            print(f"| {t.name} | – | no rerun | – | 0 (+{t.skipped} without a rerun) |")
+            continue
+        every += t.ms
+        med = statistics.median
+        print(f"| {t.name} | {med(t.ms):.0f} | {med(t.before):.0f} · {med(t.rerun):.0f} · {med(t.after):.0f} "
+              f"| {med(t.kb):.0f} | {len(t.ms)}{f' (+{t.skipped} without a rerun)' if t.skipped else ''} |")
+    print(f"\nAll interactions: median **{statistics.median(every):.0f} ms**, p90 **{p90(every):.0f} ms** "
+          f"({len(every)} timed). Opening a page on the warm server: median {statistics.median(opens):.0f} ms, "
+          f"slowest {max(opens):.0f} ms.")
+    return every
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="times each interaction is timed")
+    parser.add_argument("--heads", default="4,8", help="4 (the bundled model) and/or 8 (same shape, 8 heads)")
+    parser.add_argument("--tokens", default="8,64", help="prompt lengths: 8 and/or 64")
+    parser.add_argument("--url", default=None, help="time a server that is already running instead")
+    parser.add_argument("--trace", type=Path, default=None,
+                        help="also write a Chrome DevTools performance trace of the first 4-head run here")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    app, server = None, None
+    if args.url is None:
+        app = app_copy(ROOT, [])
+        eight_head_checkpoint(app / "checkpoints")
+        server = Server(app, log_path=app.parent / "server.log")
+    url = args.url or server.url
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            every = []
+            for heads in [int(h) for h in args.heads.split(",")]:
+                for tokens in [int(t) for t in args.tokens.split(",")]:
+                    model = BUNDLED if heads == 4 else EIGHT_HEADS
+                    tracing = args.trace is not None and heads == 4 and not every
+                    if tracing:
+                        browser.start_tracing(path=str(args.trace), screenshots=False)
+                    timings, opens = measure(browser, url, model, tokens, args.repeats)
+                    if tracing:
+                        browser.stop_tracing()
+                    every += report(f"{heads} heads, {tokens}-token prompt ({model})", timings, opens)
+            browser.close()
+        print(f"\nEverything: median {statistics.median(every):.0f} ms, p90 {p90(every):.0f} ms; "
+              f"started {started}, Chromium {CHROMIUM}.")
+    finally:
+        if server:
+            server.stop()
+        if app:
+            shutil.rmtree(app.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -235,7 +235,9 @@ def test_attention_head_chart_is_what_altair_would_build():
             x=alt.X("key:O", title="key (attended to)", axis=alt.Axis(**axis), scale=alt.Scale(domain=list(range(5)))),
             y=alt.Y("query:O", title="query (looking)", axis=alt.Axis(**axis), scale=alt.Scale(domain=list(range(5)))),
             color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="weight"),
-            opacity=alt.condition((alt.datum.query == 3) | (alt.datum.key == 1), alt.value(1.0), alt.value(0.35)),
+            opacity=alt.condition((alt.datum.query == 3) | (alt.datum.key == 1), alt.value(1.0), alt.value(0.8)),
+            stroke=alt.condition((alt.datum.query == 3) | (alt.datum.key == 1), alt.value("#D55E00"), alt.value(None)),
+            strokeWidth=alt.value(1),
             tooltip=[alt.Tooltip("q:N", title="query"), alt.Tooltip("k:N", title="key"),
                      alt.Tooltip("weight:Q", format=".2f")],
         )

@@ -1,6 +1,6 @@
 """What a student waits for: every control of every inspection page, timed in a real browser.
 
-    python -m tools.browser_times [--repeats 5] [--heads 4,8] [--tokens 8,64] [--trace trace.json]
+    python -m tools.browser_times [--repeats 5] [--heads 4,8] [--tokens 8,64] [--compare DIR] [--trace trace.json]
 
 Starts the real app (a throw-away copy of this repository, plus an 8-head model) and drives Debian's
 Chromium through each page. Each interaction is timed in the page, from just before the action until
@@ -16,6 +16,7 @@ timings do not depend on what the weights learned.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -43,7 +44,7 @@ WAIT_JS = """async ([t0, timeout]) => {
     await raf();
     const now = performance.now();
     const started = log.find(e => e.t >= t0 && e.state === 'running');
-    if (!started && now - t0 > 2500) return {rerun: false};
+    if (!started && now - t0 > 5000) return {rerun: false};
     if (now > deadline) return {rerun: true, timeout: true};
     if (!started) continue;
     const idle = app().getAttribute('data-test-script-state') === 'notRunning'
@@ -104,6 +105,7 @@ class Driver:
         wait_idle(self.page)
 
     def time(self, name: str, action):
+        """Time action; a tuple (prepare, act) times only act (typing into a picker is the student's time)."""
         try:
             self._time(name, action)
         except Exception:
@@ -113,6 +115,9 @@ class Driver:
     def _time(self, name: str, action):
         page = self.page
         wait_idle(page)
+        if isinstance(action, tuple):
+            prepare, action = action
+            prepare()
         self.received = 0
         t0 = page.evaluate("performance.now()")
         action()
@@ -136,16 +141,15 @@ class Driver:
         box.press("Control+Enter")
 
     def slider(self, label: str, key: str):
+        """(prepare, act): focus a slider, then press an arrow key."""
         thumb = self.page.locator(f'[data-testid=stMain] [role=slider][aria-label="{label}"], '
                                   f'[data-testid=stMain] input[type=range][aria-label="{label}"]').first
-        thumb.focus()
-        thumb.press(key)
+        return (thumb.focus, lambda: thumb.press(key))
 
     def select(self, label: str, option: str):
+        """(prepare, act): open a picker and type the option (the list narrows to it), then press Enter."""
         box = self.page.locator(f'input[role=combobox][aria-label="{label}"]').first
-        box.click()
-        box.press_sequentially(option)  # the list narrows to the option, as when a student types
-        box.press("Enter")
+        return (lambda: (box.click(), box.press_sequentially(option)), lambda: box.press("Enter"))
 
     def radio(self, text: str):
         self.page.locator("[data-testid=stMain] label").filter(
@@ -166,22 +170,22 @@ def attention(d: Driver, n: int, tokens: int, prompt: str, other: str):
     for i in range(n):
         d.time("attention: edit the prompt", lambda: d.edit_prompt(other if i % 2 == 0 else prompt))
     for i in range(n):
-        d.time("attention: pick a layer", lambda: d.select("Layer", f"layer {1 + i % 2}"))
-        d.time("attention: pick a head", lambda: d.select("Head", f"head {1 + i % 2}"))
-        d.time("attention: move the query slider", lambda: d.slider("Query token (the one looking)",
+        d.time("attention: pick a layer", d.select("Layer", f"layer {1 + i % 2}"))
+        d.time("attention: pick a head", d.select("Head", f"head {1 + i % 2}"))
+        d.time("attention: move the query slider", d.slider("Query token (the one looking)",
                                                                     "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
-        d.time("attention: move the key slider", lambda: d.slider("Key token (the one looked at)",
+        d.time("attention: move the key slider", d.slider("Key token (the one looked at)",
                                                                   "ArrowRight" if i % 2 == 0 else "ArrowLeft"))
         d.time("attention: click a cell of the head", lambda: d.click_chart(
-            "[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg", 0.55, 0.75 + 0.05 * (i % 2)))
-        d.time("attention: move the timeline", lambda: d.slider("Training step (timeline)",
+            "[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg.marks", 0.3 + 0.05 * (i % 2), 0.8))
+        d.time("attention: move the timeline", d.slider("Training step (timeline)",
                                                                 "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
     if tokens < 64:  # a full window leaves no room to write
         d.page.locator("[data-testid=stExpander] summary").filter(has_text="Let the model write").click()
         wait_idle(d.page)
         for i in range(n):
             d.time("attention: generate tokens", lambda: d.button("Generate"))
-            d.time("attention: step through generated", lambda: d.slider("Step through the generated tokens",
+            d.time("attention: step through generated", d.slider("Step through the generated tokens",
                                                                          "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
 
 
@@ -191,9 +195,9 @@ def next_token(d: Driver, n: int, prompt: str, other: str):
         d.time("next token: edit the prompt", lambda: d.edit_prompt(other if i % 2 == 0 else prompt))
     for i in range(n):
         arrow = "ArrowLeft" if i % 2 == 0 else "ArrowRight"
-        d.time("next token: temperature slider", lambda: d.slider("Temperature", arrow))
-        d.time("next token: top-k slider", lambda: d.slider("Top-k", "ArrowRight" if i % 2 == 0 else "ArrowLeft"))
-        d.time("next token: top-p slider", lambda: d.slider("Top-p (nucleus)", arrow))
+        d.time("next token: temperature slider", d.slider("Temperature", arrow))
+        d.time("next token: top-k slider", d.slider("Top-k", "ArrowRight" if i % 2 == 0 else "ArrowLeft"))
+        d.time("next token: top-p slider", d.slider("Top-p (nucleus)", arrow))
         d.time("next token: click a bar (append)", lambda: d.click_chart(
             "[data-testid=stPlotlyChart] .barlayer .point path", 0.5, 0.5))
         d.time("next token: undo", lambda: d.button("Undo"))
@@ -208,9 +212,9 @@ def layers(d: Driver, n: int, prompt: str, other: str):
     for i in range(n):
         d.time("layers: edit the prompt", lambda: d.edit_prompt(other if i % 2 == 0 else prompt))
     for i in range(n):
-        d.time("layers: move the lens position", lambda: d.slider("Position",
+        d.time("layers: move the lens position", d.slider("Position",
                                                                   "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
-        d.time("layers: silence a head", lambda: d.select("Heads to silence", f"L{i % 2} H1"))
+        d.time("layers: silence a head", d.select("Heads to silence", f"L{i % 2} H1"))
         d.time("layers: un-silence the head", lambda: d.page.locator(
             'input[role=combobox][aria-label="Heads to silence"]').press("Backspace"))
 
@@ -221,8 +225,8 @@ def embeddings(d: Driver, n: int):
         d.time("embeddings: 2-D / 3-D", lambda: d.radio("3-D" if i % 2 == 0 else "2-D"))
         d.time("embeddings: colour by", lambda: d.radio("frequency in the training text" if i % 2 == 0
                                                         else "kind of character"))
-        d.time("embeddings: pick a token", lambda: d.select("Token", f"{'ao'[i % 2]}   (id {(39, 53)[i % 2]})"))
-        d.time("embeddings: neighbours slider", lambda: d.slider("How many neighbours",
+        d.time("embeddings: pick a token", d.select("Token", f"{'ao'[i % 2]}   (id {(39, 53)[i % 2]})"))
+        d.time("embeddings: neighbours slider", d.slider("How many neighbours",
                                                                  "ArrowLeft" if i % 2 == 0 else "ArrowRight"))
 
 
@@ -292,41 +296,50 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="times each interaction is timed")
     parser.add_argument("--heads", default="4,8", help="4 (the bundled model) and/or 8 (same shape, 8 heads)")
     parser.add_argument("--tokens", default="8,64", help="prompt lengths: 8 and/or 64")
-    parser.add_argument("--url", default=None, help="time a server that is already running instead")
+    parser.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                        help="another checkout of the app (e.g. `git archive main | tar -x -C DIR`): both run at "
+                             "once and are timed in turns, so a busy machine slows both alike")
     parser.add_argument("--trace", type=Path, default=None,
-                        help="also write a Chrome DevTools performance trace of the first 4-head run here")
+                        help="also write a Chrome DevTools performance trace of the first run here")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    app, server = None, None
-    if args.url is None:
-        app = app_copy(ROOT, [])
-        eight_head_checkpoint(app / "checkpoints")
-        server = Server(app, log_path=app.parent / "server.log")
-    url = args.url or server.url
+    apps = {"this checkout": ROOT, **({f"{args.compare}": args.compare} if args.compare else {})}
+    copies, servers = {}, {}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
+        for label, folder in apps.items():
+            copies[label] = app_copy(folder, [])
+            eight_head_checkpoint(copies[label] / "checkpoints")
+            servers[label] = Server(copies[label], log_path=copies[label].parent / "server.log")
+        every = {label: [] for label in apps}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            every = []
+            turn = 0
             for heads in [int(h) for h in args.heads.split(",")]:
                 for tokens in [int(t) for t in args.tokens.split(",")]:
                     model = BUNDLED if heads == 4 else EIGHT_HEADS
-                    tracing = args.trace is not None and heads == 4 and not every
-                    if tracing:
-                        browser.start_tracing(path=str(args.trace), screenshots=False)
-                    timings, opens = measure(browser, url, model, tokens, args.repeats)
-                    if tracing:
-                        browser.stop_tracing()
-                    every += report(f"{heads} heads, {tokens}-token prompt ({model})", timings, opens)
+                    order = list(apps) if turn % 2 == 0 else list(apps)[::-1]  # take turns going first
+                    turn += 1
+                    for label in order:
+                        tracing = args.trace is not None and not any(every.values())
+                        if tracing:
+                            browser.start_tracing(path=str(args.trace), screenshots=False)
+                        timings, opens = measure(browser, servers[label].url, model, tokens, args.repeats)
+                        if tracing:
+                            browser.stop_tracing()
+                        every[label] += report(f"{label}: {heads} heads, {tokens}-token prompt ({model})",
+                                               timings, opens)
             browser.close()
-        print(f"\nEverything: median {statistics.median(every):.0f} ms, p90 {p90(every):.0f} ms; "
-              f"started {started}, Chromium {CHROMIUM}.")
+        print(f"\nStarted {started}, Chromium {CHROMIUM}, {os.cpu_count()} cores.")
+        for label, times in every.items():
+            print(f"{label}: all interactions median {statistics.median(times):.0f} ms, p90 {p90(times):.0f} ms "
+                  f"({len(times)} timed)")
     finally:
-        if server:
+        for server in servers.values():
             server.stop()
-        if app:
-            shutil.rmtree(app.parent, ignore_errors=True)
+        for copy in copies.values():
+            shutil.rmtree(copy.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

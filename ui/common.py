@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections import OrderedDict
 
 import streamlit as st
@@ -96,21 +97,35 @@ def capture(model: ModelEntry, ids: list[int]):
     return memo[key]
 
 
+def fingerprint(model: ModelEntry) -> str:
+    """A hash of the weights, once per model object and session: equal weights give equal keys in every session."""
+    memo: OrderedDict = st.session_state.setdefault(state.FINGERPRINTS, OrderedDict())
+    key = (model.key, id(model.model))
+    if key not in memo:
+        digest = hashlib.sha1()
+        for name, tensor in model.model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        memo[key] = digest.hexdigest()
+        while len(memo) > 8:
+            memo.popitem(last=False)
+    return memo[key]
+
+
+@st.cache_resource(max_entries=32, show_spinner="Finding out what each head does…")
+def _shared_head_scores(weights: str, corpus: str, _model, _tokenizer, prompt: str) -> dict:
+    # read-only tensors, shared by every session that looks at the same weights (the bundled model, say)
+    text = corpus_text(corpus)[-20_000:] if corpus in CORPORA else prompt
+    try:
+        tokens = torch.tensor(_tokenizer.encode(text))
+    except GptvizError:  # a corpus the tokenizer cannot read: random sequences only
+        tokens = None
+    return detectors.head_scores(_model, tokens=tokens)
 
 
 def head_scores(model: ModelEntry) -> dict:
-    """Detector scores of every head (previous token, sink, duplicate, induction), once per model."""
-    memo = st.session_state.setdefault(state.HEAD_SCORES, {})
-    key = (model.key, id(model.model))
-    if key not in memo:
-        text = corpus_text(model.corpus)[-20_000:] if model.corpus in CORPORA else default_prompt(model)
-        try:
-            tokens = torch.tensor(model.tokenizer.encode(text))
-        except GptvizError:  # a corpus the tokenizer cannot read: random sequences only
-            tokens = None
-        memo.clear()  # one model at a time
-        memo[key] = detectors.head_scores(model.model, tokens=tokens)
-    return memo[key]
+    """Detector scores of every head (previous token, sink, duplicate, induction), once per set of weights."""
+    return _shared_head_scores(fingerprint(model), model.corpus, model.model, model.tokenizer, default_prompt(model))
 
 
 # ----------------------------------------------------------------------------- widget helpers shared by the pages

@@ -34,7 +34,8 @@ PROMPT = "prompt"  # the prompt shared by the inspection pages
 MODEL_UPLOAD = "model_upload"  # the sidebar's uploader of checkpoint files
 MODEL_UPLOAD_ID = "model_upload_id"  # the uploader's file id last opened: a new file replaces it
 CAPTURES = "captures"  # (model, prompt) -> activation cache, this session's memo (ui.common)
-HEAD_SCORES = "head_scores"  # (model, prompt) -> head-detector scores, this session's memo (ui.common)
+FINGERPRINTS = "model_fingerprints"  # (model key, model object) -> hash of its weights, this session's memo
+# (ui.common: head-detector scores are shared by every session that looks at the same weights)
 TIMELINE_MODELS = "timeline_models"  # this session's models rebuilt from snapshots (ui.timeline)
 TIMELINE = "timeline_steps"  # page -> (model key, step): where each page's training-step slider stands
 

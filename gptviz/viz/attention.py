@@ -130,7 +130,10 @@ def attention_head_chart(pattern, labels: list[str], query: int | None = None, k
             "y": axis("query", "query (looking)"),
             "color": {"field": "weight", "type": "quantitative", "title": "weight",
                       "scale": {"scheme": "viridis", "domain": [0, 1]}},
-            "opacity": {"condition": {"test": chosen, "value": 1.0}, "value": 0.35} if dim else {"value": 1.0},
+            # the pattern stays readable: other cells are only a little lighter, the chosen row and column outlined
+            "opacity": {"condition": {"test": chosen, "value": 1.0}, "value": 0.8} if dim else {"value": 1.0},
+            "stroke": {"condition": {"test": chosen, "value": "#D55E00"}, "value": None} if dim else {"value": None},
+            "strokeWidth": {"value": 1},
             "tooltip": [{"field": "q", "type": "nominal", "title": "query"},
                         {"field": "k", "type": "nominal", "title": "key"},
                         {"field": "weight", "type": "quantitative", "format": ".2f"}],
@@ -146,6 +149,8 @@ def attention_row_bars(weights, labels: list[str], title: str, highlight: int | 
     """Bars over positions: a row ('where does query i look?') or a column ('who looks at key j?')."""
     w = to_numpy(weights)
     pos = list(range(len(w)))
+    ticks = position_labels(labels)
+    shown = pos[::max(1, math.ceil(len(pos) / MAX_TICKS))]  # every k-th token: labels must not overlap
     bars = dict(
         type="bar", x=pos, y=w, customdata=pos,
         marker=dict(color=w, colorscale=SEQUENTIAL, cmin=0, cmax=1,
@@ -155,7 +160,7 @@ def attention_row_bars(weights, labels: list[str], title: str, highlight: int | 
     )
     return figure([bars], dict(
         title=dict(text=title), height=height, margin=dict(l=60, r=10, t=50, b=60),
-        xaxis=dict(tickmode="array", tickvals=pos, ticktext=position_labels(labels),
-                   showticklabels=len(pos) <= MAX_TICKS, tickangle=-90, title=dict(text="position:token")),
+        xaxis=dict(tickmode="array", tickvals=shown, ticktext=[ticks[i] for i in shown], tickangle=-90,
+                   title=dict(text="position:token")),
         yaxis=dict(range=[0, 1], title=dict(text="attention weight")),
     ))

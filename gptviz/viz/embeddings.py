@@ -14,6 +14,8 @@ def _axis_titles(k: int, explained) -> list[str]:
     if explained is None:
         return [f"PC{i + 1}" for i in range(k)]
     ratios = to_numpy(explained)
+    if k == 3:  # short: a 3-D scene cuts long axis titles at its edges
+        return [f"PC{i + 1} ({100 * ratios[i]:.0f}%)" for i in range(k)]
     return [f"PC{i + 1} ({100 * ratios[i]:.0f}% of variance)" for i in range(k)]
 
 
@@ -50,15 +52,19 @@ def embedding_scatter(coords, labels: list[str], colour_by, title: str = "Token 
                                 marker=dict(color=colour, size=6), textfont=dict(color=colour, size=10)))
     else:
         values = np.log10(1 + np.maximum(to_numpy(colour_by), 0)) if len(colour_by) else None
+        # a thin dark outline: the most frequent tokens are yellow, which vanishes on white
         marker = dict(size=6) if values is None else dict(
-            color=values, colorscale=SEQUENTIAL, size=6, colorbar=dict(title=dict(text=f"log10(1 + {colour_title})")))
+            color=values, colorscale=SEQUENTIAL, size=6, line=dict(color="#444444", width=0.5),
+            colorbar=dict(title=dict(text=f"log10(1 + {colour_title})")))
         data.append(_points(xy, labels, ids, showlegend=False, textfont=dict(size=10), marker=marker))
     names = _axis_titles(xy.shape[1], explained)
     layout = dict(title=dict(text=title), height=height, margin=dict(l=60, r=10, t=50, b=60),
                   legend=dict(title=dict(text="")))
     axes = [dict(title=dict(text=name)) for name in names]
     if xy.shape[1] == 3:
-        layout["scene"] = dict(xaxis=axes[0], yaxis=axes[1], zaxis=axes[2])
+        layout["scene"] = dict(xaxis=axes[0], yaxis=axes[1], zaxis=axes[2],
+                               camera=dict(eye=dict(x=1.6, y=1.6, z=1.0)))  # a step back: titles stay inside
+        layout["margin"] = dict(l=10, r=10, t=50, b=10)
     else:
         layout["xaxis"], layout["yaxis"] = axes
     return figure(data, layout)

@@ -8,6 +8,11 @@ import plotly.graph_objects as go
 from .style import BLUE, MAX_TICKS, SEQUENTIAL, VERMILION, esc, figure, position_labels, to_numpy
 
 
+def percent_format(top: float) -> str:
+    """Enough decimals that ticks up to `top` never repeat ('0% 1% 1% 2%' on a 0-4% axis)."""
+    return ".0%" if top >= 0.1 else ".1%" if top >= 0.01 else ".2%"
+
+
 def next_token_bars(probs, labels, k: int = 20, highlight: int | None = None, title: str = "Next token",
                     height: int | None = None) -> go.Figure:
     """The k most likely next tokens as horizontal bars, most likely on top.
@@ -25,6 +30,7 @@ def next_token_bars(probs, labels, k: int = 20, highlight: int | None = None, ti
     pos = list(range(len(order)))
     values = p[order]
     names = [esc(label(i)) for i in order]
+    top = min(1.0, float(values.max(initial=0)) * 1.2 + 0.02)
     bars = dict(
         type="bar", x=values, y=pos, orientation="h", customdata=order,
         marker=dict(color=[VERMILION if i == highlight else BLUE for i in order]),
@@ -35,8 +41,7 @@ def next_token_bars(probs, labels, k: int = 20, highlight: int | None = None, ti
         title=dict(text=title), height=height or min(600, max(220, 22 * len(order) + 90)),
         margin=dict(l=60, r=30, t=50, b=40),
         yaxis=dict(tickmode="array", tickvals=pos, ticktext=names, autorange="reversed"),
-        xaxis=dict(range=[0, min(1.0, float(values.max(initial=0)) * 1.2 + 0.02)], tickformat=".0%",
-                   title=dict(text="probability")),
+        xaxis=dict(range=[0, top], tickformat=percent_format(top), title=dict(text="probability")),
     ))
 
 

@@ -50,5 +50,6 @@ def token_frequency_chart(top: list[tuple[str, int]], title: str = "Most frequen
     return figure([bars], dict(
         title=dict(text=title), height=height or min(600, max(250, 22 * len(top) + 100)),
         margin=dict(l=10, r=10, t=50, b=40), xaxis=dict(title=dict(text="count")),
-        yaxis=dict(tickmode="array", tickvals=pos, ticktext=labels, autorange="reversed"),
+        # automargin: the margin grows to fit the longest label ("␣the" was cut to "he")
+        yaxis=dict(tickmode="array", tickvals=pos, ticktext=labels, autorange="reversed", automargin=True),
     ))

@@ -73,8 +73,8 @@ def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False,
                 hovertemplate="lowest val loss %{y:.3f} at step %{x}<extra>" + name + "</extra>",
             ))
     layout = dict(
-        title=dict(text=title), height=height, hovermode="closest", legend=dict(orientation="h", y=-0.2),
-        margin=dict(l=60, r=10, t=50, b=60),
+        title=dict(text=title), height=height, hovermode="closest", legend=dict(orientation="h", y=-0.18, yanchor="top"),
+        margin=dict(l=60, r=10, t=50, b=90),  # the legend sits below the step axis's title, not on it
         xaxis=dict(title=dict(text="step")),
         # from 0, so a drop from 4.2 to 2.0 looks like the halving it is
         yaxis=dict(range=[0, max(seen) * 1.08], title=dict(text="loss (cross-entropy, nats)")),

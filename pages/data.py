@@ -49,6 +49,10 @@ def numbers(tok, token_data, text_len):
 def cut_text(tok, token_data):
     st.subheader("The text, cut into tokens")
     st.caption("Each coloured span is one token; hover to see its id.")
+    if tok.kind != "char":
+        st.caption("A token such as `<0xC3>` is one byte. BPE starts from the 256 possible bytes of UTF-8 text, in "
+                   "which a letter beyond plain English takes two to four bytes (`ï` is `<0xC3><0xAF>`): until a "
+                   "merge joins them, each byte is a token of its own.")
     st.html(f"<div style='max-height:260px;overflow-y:auto;font-family:monospace;line-height:1.6'>"
             f"{viz.token_html(tok, token_data.tokens[:600].tolist())}</div>")
 
@@ -73,8 +77,9 @@ def bpe_replay(tok, text):
     st.subheader("Watch BPE learn, one merge at a time")
     st.caption("Training BPE repeatedly merges the most frequent pair of neighbouring tokens into a new token. "
                "Slide to replay the merges on a sentence.")
-    sentence = st.text_input("Sentence to replay on", text[:80].split("\n")[0] or "hello", key=state.Data.REPLAY_SENTENCE)
-    n = st.slider("Merges applied", 0, len(tok.merges), min(len(tok.merges), 20), key=state.Data.REPLAY_N)
+    data.start_replay(tok, text)
+    sentence = st.text_input("Sentence to replay on", key=state.Data.REPLAY_SENTENCE)
+    n = st.slider("Merges applied", 0, len(tok.merges), key=state.Data.REPLAY_N)
     replayed = tok.replay(sentence, n)
     st.html(viz.token_html(tok, replayed))
     st.caption(f"{len(sentence.encode())} bytes → {len(replayed)} tokens after {n} merges.")

@@ -1,5 +1,7 @@
 """The Data & tokens page in a real Streamlit session (AppTest)."""
 
+import re
+
 import pytest
 
 from gptviz.data import MAX_TEXT_BYTES, corpus_text
@@ -128,3 +130,29 @@ def test_a_text_too_short_for_the_block_is_refused_when_training_starts(app):
     app.button(key="train_start").click().run()
     assert any("too short for block_size 64" in e.value for e in app.error)
     assert not app.session_state[state.TAB].runs and not app.exception
+
+
+def replay_caption(at) -> str:
+    return next(c.value for c in at.caption if "merges." in c.value)
+
+
+def test_the_replay_starts_on_a_line_that_merges_at_once_and_follows_an_upload(app):
+    app.radio(key="corpus").set_value("wizard_of_oz").run()
+    app.radio(key="tokenizer_kind").set_value("bpe").run()
+    app.slider(key="bpe_vocab").set_value(320).run()
+    sentence = app.text_input(key="data_replay_sentence").value
+    assert sentence in corpus_text("wizard_of_oz")
+    app.slider(key="data_replay_n").set_value(5).run()
+    before, after = map(int, re.findall(r"(\d+) (?:bytes|tokens)", replay_caption(app)))
+    assert after <= 0.8 * before  # five merges already join a fifth of the bytes
+    assert any("<0xC3><0xAF>" in c.value for c in app.caption)  # a word about byte tokens
+
+    app.radio(key="corpus").set_value("upload").run()
+    text = "Robots read books. Robots write books about robots reading books.\n" * 40
+    app.get("file_uploader")[0].upload("robots.txt", text.encode("utf-8"), "text/plain")
+    app.run()
+    sentence = app.text_input(key="data_replay_sentence").value
+    assert sentence in text  # the box shows a line of the new text, and what is shown is made from it
+    n = app.slider(key="data_replay_n").value
+    assert replay_caption(app).startswith(f"{len(sentence.encode())} bytes →") and f"after {n} merges" in \
+        replay_caption(app)

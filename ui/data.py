@@ -55,3 +55,26 @@ def take_upload(upload) -> str | None:
     state.put(state.UPLOADED_NAME, upload.name)
     state.put(state.UPLOADED_ID, upload.file_id)
     return None
+
+
+REPLAY_SENTENCE, REPLAY_N, REPLAY_FOR = state.Data.REPLAY_SENTENCE, state.Data.REPLAY_N, state.Data.REPLAY_FOR
+REPLAY_MERGES = 20  # merges applied when the replay starts
+
+
+def replay_sentence(tok, text: str) -> str:
+    """A line of the text on which the first few merges already join many bytes: the replay shows them at once."""
+    lines = [line for line in text[:50_000].splitlines() if 20 <= len(line) <= 80][:300]
+    if not lines:
+        return text[:80].split("\n")[0] or "hello"
+    n = min(len(tok.merges), 5)
+    return max(lines, key=lambda line: 1 - len(tok.replay(line, n)) / len(line.encode()))
+
+
+def start_replay(tok, text: str):
+    """A new tokenizer (another text, an upload, another vocabulary size) starts the replay afresh, so that
+    its sentence box, its slider and what they show always agree."""
+    if st.session_state.get(REPLAY_FOR) != id(tok):
+        st.session_state[REPLAY_SENTENCE] = replay_sentence(tok, text)
+        st.session_state[REPLAY_N] = min(len(tok.merges), REPLAY_MERGES)
+        st.session_state[REPLAY_FOR] = id(tok)
+    st.session_state[REPLAY_N] = min(st.session_state[REPLAY_N], len(tok.merges))

@@ -61,6 +61,7 @@ class Data:
     SENTENCE = "data_sentence"
     REPLAY_SENTENCE = "data_replay_sentence"
     REPLAY_N = "data_replay_n"
+    REPLAY_FOR = "data_replay_for"  # the tokenizer the replay widgets were last set for
 
 
 class Train:

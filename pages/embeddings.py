@@ -41,6 +41,13 @@ def corpus_counts(entry, vocab):
 def plotted_tokens(entry, vocab, counts, column) -> list[int]:
     """Every token of a small vocabulary; a slider's worth of the most frequent ones of a big one."""
     if vocab <= BIG_VOCAB:
+        if counts is None or not (counts == 0).any():
+            return list(range(vocab))
+        st.session_state.setdefault(Embeddings.OCCURRING, True)
+        if column.toggle("Only tokens in the text", key=Embeddings.OCCURRING, persist_state="session",
+                         help="Byte tokens that never occur in the training text never moved from where they "
+                              "started: they pile up in one blob."):
+            return [i for i in range(vocab) if counts[i] > 0]
         return list(range(vocab))
     keep(Embeddings.TOP_N, lambda v: isinstance(v, int) and 100 <= v <= min(vocab, 5000), 500)
     top_n = column.slider("Tokens to plot", 100, min(vocab, 5000), step=100, key=Embeddings.TOP_N, persist_state="session",

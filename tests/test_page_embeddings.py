@@ -101,3 +101,19 @@ def test_a_model_without_positions_or_known_corpus_still_shows_its_tokens(app, t
     assert any("not a bundled corpus" in c.value for c in app.caption)
     assert "no learned position embeddings" in app.info[0].value
     assert not [c for c in app.get("plotly_chart") if c.proto.id.endswith("-embeddings_positions_chart")]
+
+
+def test_a_bpe_model_plots_only_the_tokens_of_its_text_unless_asked(app, tmp_path, monkeypatch):
+    from gptviz.data import TokenData, corpus_text
+
+    data = TokenData.from_text(corpus_text("wizard_of_oz")[:20_000], "bpe", 300)
+    torch.manual_seed(0)
+    model = GPT(preset_config("bigram", data.tokenizer.vocab_size)).eval()
+    save_checkpoint(tmp_path / "oz-bpe.safetensors", model, data.tokenizer, {"corpus": "wizard_of_oz"})
+    monkeypatch.setattr(models, "checkpoint_dir", lambda: tmp_path)
+    app.switch_page("pages/embeddings.py").run()
+    assert not app.exception
+    occurring = set(data.tokenizer.encode(corpus_text("wizard_of_oz")))
+    assert set(points(app)) == occurring and len(occurring) < 300  # unused byte tokens are left out
+    app.toggle(key="embeddings_occurring").set_value(False).run()
+    assert sorted(points(app)) == list(range(300))

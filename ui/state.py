@@ -96,6 +96,7 @@ class Embeddings:
     """The Embeddings page."""
     DIMS, COLOUR, TOP_N = "embeddings_dims", "embeddings_colour", "embeddings_top_n"
     TOKEN, K = "embeddings_token", "embeddings_k"
+    OCCURRING = "embeddings_occurring"  # plot only the tokens that occur in the training text
     COUNTS = "embeddings_counts"  # (corpus, tokenizer, vocab) -> token counts, this session's own memo
     TOKENS_CHART = "embeddings_tokens_chart"
     POSITIONS_CHART = "embeddings_positions_chart"

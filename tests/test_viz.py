@@ -398,3 +398,17 @@ def test_figures_never_meet_a_half_imported_pandas():
     code = "import sys, gptviz.viz; pd = sys.modules.get('pandas'); print(pd is not None and hasattr(pd, 'Series'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_next_token_percent_ticks_never_repeat():
+    flat = torch.full((50,), 1 / 50)  # every bar at 2%: the axis ends near 4%
+    fig = viz.next_token_bars(flat, str, k=5)
+    assert fig.layout.xaxis.tickformat == ".1%" and fig.layout.xaxis.range[1] < 0.1
+    sure = torch.tensor([0.9, 0.1])
+    assert viz.next_token_bars(sure, str).layout.xaxis.tickformat == ".0%"
+
+
+def test_row_bars_label_every_kth_token_of_a_long_prompt():
+    labels = [chr(97 + i % 26) for i in range(64)]
+    fig = viz.attention_row_bars(torch.rand(64), labels, "t")
+    assert len(fig.layout.xaxis.tickvals) <= 24 and fig.layout.xaxis.ticktext[1] == "3:d"

@@ -47,7 +47,8 @@ def pick_model(page, name: str):
 
 def click_text(page, text: str):
     """Click a radio option (its label) by its exact text."""
-    page.locator("label").filter(has_text=re.compile(f"^{re.escape(text)}$")).first.click()
+    # force: Playwright sometimes sees the radio as inert (a collapsed expander on the page), a student does not
+    page.locator("label").filter(has_text=re.compile(f"^{re.escape(text)}$")).first.click(force=True)
     wait_idle(page)
 
 
@@ -131,7 +132,9 @@ def main(argv=None):
     parser.add_argument("--app-dir", type=Path, default=ROOT)
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
                         help="extra checkpoints to offer (e.g. an 8-head model, a BPE model)")
+    parser.add_argument("--size", action="append", default=None, help="WIDTHxHEIGHT (default: 1440x900 and 1280x720)")
     args = parser.parse_args(argv)
+    sizes = [tuple(int(n) for n in size.split("x")) for size in args.size] if args.size else VIEWPORTS
     args.out.mkdir(parents=True, exist_ok=True)
     names = [c.stem for c in args.checkpoint]
     eight = next((n for n in names if "8head" in n), None)
@@ -139,7 +142,7 @@ def main(argv=None):
     app = app_copy(args.app_dir, args.checkpoint)
     server = Server(app, log_path=app.parent / "server.log")
     try:
-        for size in VIEWPORTS:
+        for size in sizes:
             run(server.url, args.out, size, eight, bpe)
     finally:
         server.stop()

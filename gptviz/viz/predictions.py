@@ -10,7 +10,7 @@ from .style import BLUE, MAX_TICKS, SEQUENTIAL, VERMILION, esc, figure, position
 
 def percent_format(top: float) -> str:
     """Enough decimals that ticks up to `top` never repeat ('0% 1% 1% 2%' on a 0-4% axis)."""
-    return ".0%" if top >= 0.1 else ".1%" if top >= 0.01 else ".2%"
+    return ".0%" if top >= 0.1 else ".1%"  # the axis always reaches 2%
 
 
 def next_token_bars(probs, labels, k: int = 20, highlight: int | None = None, title: str = "Next token",

@@ -75,9 +75,10 @@ def shoot(page, out: Path, name: str, size, element: str | None = None, nth: int
 
 
 PLOTLY, VEGA = "[data-testid=stPlotlyChart]", "[data-testid=stVegaLiteChart]"
+PAGES = ("data", "attention", "next_token", "layers", "compare", "embeddings")
 
 
-def run(url: str, out: Path, size, eight_head: str | None, bpe: str | None):
+def run(url: str, out: Path, size, eight_head: str | None, bpe: str | None, pages=PAGES):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -85,43 +86,49 @@ def run(url: str, out: Path, size, eight_head: str | None, bpe: str | None):
         page = browser.new_context(viewport={"width": size[0], "height": size[1]}).new_page()
         go = lambda path: (page.goto(f"{url}/{path}"), wait_idle(page))  # noqa: E731
 
-        go("data")  # first: a popover left open by a model pick makes the page inert
-        click_text(page, "GPT-2 BPE (50,257 tokens)")
-        shoot(page, out, "data-frequent-tokens", size, PLOTLY, 0)
-        click_text(page, "Dorothy and the Wizard in Oz (0.2 MB)")
-        click_text(page, "BPE trained on this text")
-        shoot(page, out, "data-bpe-page", size)
+        if "data" in pages:
+            go("data")  # first: a popover left open by a model pick makes the page inert
+            click_text(page, "GPT-2 BPE (50,257 tokens)")
+            shoot(page, out, "data-frequent-tokens", size, PLOTLY, 0)
+            click_text(page, "Dorothy and the Wizard in Oz (0.2 MB)")
+            click_text(page, "BPE trained on this text")
+            shoot(page, out, "data-bpe-page", size)
 
-        go("attention")
-        shoot(page, out, "attention-page", size)
-        shoot(page, out, "attention-grid", size, PLOTLY, 0)
-        shoot(page, out, "sidebar", size, "[data-testid=stSidebar]")
-        page.locator(VEGA).first.scroll_into_view_if_needed()
-        shoot(page, out, "attention-head", size, "[data-testid=stHorizontalBlock]:has([data-testid=stVegaLiteChart])")
-        if eight_head:
-            pick_model(page, eight_head)
-            shoot(page, out, "attention-grid-8heads", size, PLOTLY, 0)
+        if "attention" in pages:
+            go("attention")
+            shoot(page, out, "attention-page", size)
+            shoot(page, out, "attention-grid", size, PLOTLY, 0)
+            shoot(page, out, "sidebar", size, "[data-testid=stSidebar]")
+            page.locator(VEGA).first.scroll_into_view_if_needed()
+            shoot(page, out, "attention-head", size, "[data-testid=stHorizontalBlock]:has([data-testid=stVegaLiteChart])")
+            if eight_head:
+                pick_model(page, eight_head)
+                shoot(page, out, "attention-grid-8heads", size, PLOTLY, 0)
 
-        go("next_token")
-        slider_to(page, "Temperature", "End")
-        shoot(page, out, "next-token", size, PLOTLY, 0)
+        if "next_token" in pages:
+            go("next_token")
+            slider_to(page, "Temperature", "End")
+            shoot(page, out, "next-token", size, PLOTLY, 0)
 
-        go("layers")
-        shoot(page, out, "layers-page", size)
+        if "layers" in pages:
+            go("layers")
+            shoot(page, out, "layers-page", size)
 
-        go("compare")
-        shoot(page, out, "loss-chart", size, PLOTLY, 0)
+        if "compare" in pages:
+            go("compare")
+            shoot(page, out, "loss-chart", size, PLOTLY, 0)
 
-        go("embeddings")
-        shoot(page, out, "embeddings-2d", size, PLOTLY, 0)
-        click_text(page, "3-D")
-        click_text(page, "frequency in the training text")
-        page.wait_for_timeout(1500)  # WebGL draws after the rerun
-        shoot(page, out, "embeddings-3d", size, PLOTLY, 0)
-        if bpe:
-            pick_model(page, bpe)
-            click_text(page, "2-D")
-            shoot(page, out, "embeddings-bpe", size, PLOTLY, 0)
+        if "embeddings" in pages:
+            go("embeddings")
+            shoot(page, out, "embeddings-2d", size, PLOTLY, 0)
+            click_text(page, "3-D")
+            click_text(page, "frequency in the training text")
+            page.wait_for_timeout(1500)  # WebGL draws after the rerun
+            shoot(page, out, "embeddings-3d", size, PLOTLY, 0)
+            if bpe:
+                pick_model(page, bpe)
+                click_text(page, "2-D")
+                shoot(page, out, "embeddings-bpe", size, PLOTLY, 0)
 
         browser.close()
 
@@ -133,6 +140,7 @@ def main(argv=None):
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
                         help="extra checkpoints to offer (e.g. an 8-head model, a BPE model)")
     parser.add_argument("--size", action="append", default=None, help="WIDTHxHEIGHT (default: 1440x900 and 1280x720)")
+    parser.add_argument("--pages", default=",".join(PAGES), help="which pages to shoot (default: all)")
     args = parser.parse_args(argv)
     sizes = [tuple(int(n) for n in size.split("x")) for size in args.size] if args.size else VIEWPORTS
     args.out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +151,7 @@ def main(argv=None):
     server = Server(app, log_path=app.parent / "server.log")
     try:
         for size in sizes:
-            run(server.url, args.out, size, eight, bpe)
+            run(server.url, args.out, size, eight, bpe, args.pages.split(","))
     finally:
         server.stop()
         shutil.rmtree(app.parent, ignore_errors=True)

@@ -23,6 +23,7 @@ MAX_COLUMNS = 8
 TICK_PX = 12  # room one rotated token label needs
 MAX_LABELS = 16  # token labels per axis at most: each costs the browser ~3 ms to measure and draw
 TITLE_PX = 20  # room above a tile for its title
+MAX_HEIGHT = 760  # px: the whole grid on a 1440x900 screen when cells can stay MIN_CELL px tall
 
 
 def grid_columns(n_head: int, T: int) -> int:
@@ -55,8 +56,11 @@ def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int,
     per_layer = math.ceil(n_head / cols)
     rows = n_layer * per_layer
     gap_px = 12
-    tile = (GRID_WIDTH - 80 - (cols - 1) * gap_px) / cols  # px, square
-    plot_h = rows * tile + rows * TITLE_PX + (rows - 1) * gap_px
+    tile = (GRID_WIDTH - 80 - (cols - 1) * gap_px) / cols  # px wide
+    # square tiles, unless the grid would not fit a screen: then flatter ones, down to MIN_CELL px a cell
+    fit = (MAX_HEIGHT - 80 - rows * (TITLE_PX + gap_px)) / rows
+    tile_h = max(min(tile, fit), min(tile, MIN_CELL * T))
+    plot_h = rows * tile_h + rows * TITLE_PX + (rows - 1) * gap_px
     every = max(1, math.ceil(TICK_PX * T / tile), math.ceil(T / MAX_LABELS))  # every k-th token: no overlap
     shown = list(range(0, T, every))
     tick = dict(tickmode="array", tickvals=shown, ticktext=[ticks[i] for i in shown], tickfont=dict(size=9),
@@ -68,8 +72,8 @@ def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int,
         layout[f"xaxis{c + 1 if c else ''}"] = dict(domain=[x0, min(1.0, x0 + width_frac)], anchor=f"y{rows if rows > 1 else ''}",
                                                     tickangle=-90, showticklabels=c == 0, **tick)
     for r in range(rows):
-        top = 1 - r * (tile + TITLE_PX + gap_px) / plot_h - TITLE_PX / plot_h
-        layout[f"yaxis{r + 1 if r else ''}"] = dict(domain=[max(0.0, top - tile / plot_h), top], anchor="x",
+        top = 1 - r * (tile_h + TITLE_PX + gap_px) / plot_h - TITLE_PX / plot_h
+        layout[f"yaxis{r + 1 if r else ''}"] = dict(domain=[max(0.0, top - tile_h / plot_h), top], anchor="x",
                                                     showticklabels=r == 0,
                                                     **{**tick, "range": [T - 0.5, -0.5]})  # first query on top
     for l in range(n_layer):
@@ -79,7 +83,7 @@ def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int,
                              yaxis=f"y{r + 1 if r else ''}",
                              hovertemplate=f"query %{{y}} → key %{{x}}: %{{z:.2f}}<extra>L{l} H{h}</extra>"))
             x_mid = c * (width_frac + gap_frac) + width_frac / 2
-            y_top = 1 - r * (tile + TITLE_PX + gap_px) / plot_h - TITLE_PX / plot_h
+            y_top = 1 - r * (tile_h + TITLE_PX + gap_px) / plot_h - TITLE_PX / plot_h
             titles.append(dict(text=f"L{l} H{h}" + (f" · {esc(badges[(l, h)])}" if (l, h) in badges else ""),
                                x=x_mid, y=y_top, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
                                showarrow=False, font=dict(size=11)))

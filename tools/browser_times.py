@@ -101,7 +101,8 @@ class Driver:
 
     def nav(self, link: str):
         """Click a sidebar link: the session and its prompt stay."""
-        self.page.get_by_role("link", name=link).click()
+        self.page.keyboard.press("Escape")  # close a picker's list left open
+        self.page.get_by_role("link", name=link).click(force=True)
         wait_idle(self.page)
 
     def time(self, name: str, action):
@@ -245,10 +246,12 @@ def measure(browser, url: str, model: str, tokens: int, n: int) -> tuple[dict[st
     other = prompt[:-1] + ("X" if prompt[-1] != "X" else "Y")
     d.edit_prompt(prompt)
     wait_idle(d.page)
-    attention(d, n, tokens, prompt, other)
-    next_token(d, n, prompt, other)
-    layers(d, n, prompt, other)
-    embeddings(d, n)
+    for section in (lambda: attention(d, n, tokens, prompt, other), lambda: next_token(d, n, prompt, other),
+                    lambda: layers(d, n, prompt, other), lambda: embeddings(d, n)):
+        try:
+            section()
+        except Exception as e:  # report what was measured; say what was not
+            print(f"(a page's interactions stopped early: {type(e).__name__}: {str(e).splitlines()[0]})")
     for path in ("attention", "next_token", "layers", "embeddings"):
         opens.append(d.open(path))
     d.page.context.close()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
 
 from tools.server import ROOT, Server
@@ -35,7 +36,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 CHECKPOINT = ROOT / "checkpoints" / "shakespeare-char.safetensors"
 SIDEBAR_PICKER = "[data-testid=stSidebar] [data-testid=stSelectbox] input[role=combobox]"
 ERROR_BOX = "[data-testid=stException]"
-ACTION_TIMEOUT_MS = 5_000  # a click or key press that cannot happen by then is skipped as "blocked"
+ACTION_TIMEOUT_MS = 10_000  # a click or key press that cannot happen by then is skipped as "blocked"
 REDACTED = "This app has encountered an error"
 SKIP_BUTTONS = ("Run the whole ladder",)  # five trainings per click: minutes of CPU, nothing new to try
 
@@ -147,7 +148,7 @@ class Student:
 
     def sidebar_model(self) -> str | None:
         picker = self.page.locator(SIDEBAR_PICKER)
-        return picker.input_value() if picker.count() else None
+        return picker.input_value(timeout=30_000) if picker.count() else None
 
     def candidates(self) -> dict[str, list[dict]]:
         """kind -> the visible, enabled widgets it can act on now, each with a label to log."""
@@ -195,6 +196,8 @@ class Student:
     def _button(self, el, t):
         self.log("button", t["label"], "")
         el.click()
+        if "Delete this model" in t["label"]:  # the picker falls back to another model: the app's choice
+            self.chosen = None
 
     def _slider_keys(self, el, t):
         keys = [self.rng.choice(["ArrowLeft", "ArrowRight", "Home", "End", "PageUp", "PageDown"])
@@ -264,9 +267,13 @@ class Student:
         self.log("upload", "sidebar" if t["sidebar"] else "main", f"{file['what']} as {file['name']!r}, "
                  f"{len(file['buffer'])} bytes")
         what = file.pop("what")
-        el.set_input_files(file)
+        el.set_input_files(file, timeout=60_000)  # a checkpoint is 8 MB
         if t["sidebar"] and what == "the bundled checkpoint":  # a good checkpoint opens in the picker
             self.chosen = f"📂 {Path(file['name']).stem}"
+            try:  # the file is sent after the rerun that shows it chosen: wait for that one
+                expect(self.page.locator(SIDEBAR_PICKER)).to_have_value(self.chosen, timeout=60_000)
+            except AssertionError:
+                pass  # problems() reports it
 
     def _toggle(self, el, t):
         self.log("toggle", t["label"], "")
@@ -289,6 +296,8 @@ class Student:
         if self.page.get_by_text(REDACTED).count():
             found.append(f"Streamlit's redacted error: {REDACTED!r}")
         shown = self.sidebar_model()
+        if self.chosen is None:
+            self.chosen = shown
         if shown != self.chosen:
             if shown and shown.startswith("🧪") and shown not in self.seen_models:
                 self.chosen = shown  # a run that just finished opens itself: the app's choice, once

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
 
@@ -178,7 +178,7 @@ class Student:
         target = self.rng.choice(found[kind])
         try:
             getattr(self, f"_{kind}")(self.page.locator(KINDS[kind][0]).nth(target["i"]), target)
-        except PlaywrightTimeout:  # covered, moved or gone mid-action: not the app's fault, try something else
+        except PlaywrightError:  # covered, moved, gone or refused (text in a number box): not the app's fault
             self.log("blocked", target["label"], kind)
             self.page.keyboard.press("Escape")
             kind = "blocked"

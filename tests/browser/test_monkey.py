@@ -1,4 +1,4 @@
-"""The monkey in CI: three browser sessions click, type, drag and pick at random for about 75 seconds.
+"""The monkey in CI: three browser sessions click, type, drag and pick at random for a minute.
 
 GPTVIZ_MONKEY_SECONDS sets how long it runs (GPTVIZ_MONKEY_SEED which random sequence);
 `python -m tools.monkey --minutes 20` is the long version, with the same checks (see tools/monkey.py).
@@ -11,7 +11,7 @@ from tools import monkey
 
 from .conftest import Server
 
-SECONDS = float(os.environ.get("GPTVIZ_MONKEY_SECONDS", 75))
+SECONDS = float(os.environ.get("GPTVIZ_MONKEY_SECONDS", 60))
 SEED = int(os.environ.get("GPTVIZ_MONKEY_SEED", 1))
 
 

@@ -295,10 +295,11 @@ class _Slot:
 
     def _read(self):
         while True:
+            handle = self.handle
+            if handle is not None:  # between messages as well as when none come: a run streams all the time
+                handle.check_watched()
             try:
                 if not self.results.poll(1.0):
-                    if self.handle is not None:
-                        self.handle.check_watched()
                     continue
                 msg = self.results.recv()
             except (EOFError, OSError):

@@ -187,6 +187,13 @@ def test_the_backend_is_chosen_by_environment():
         chosen_kind({"GPTVIZ_TRAINING_BACKEND": "gpu"})
 
 
+def test_serve_refuses_an_unknown_backend_before_starting_anything(capsys):
+    from gptviz import cli
+
+    assert cli.main(["serve", "--backend", "gpu"]) == 2
+    assert "must be one of threads, processes, ray, not 'gpu'" in capsys.readouterr().err
+
+
 @pytest.fixture
 def fresh_backend(monkeypatch):
     """The server-wide backend (an st.cache_resource) rebuilt: worker processes, nothing trained yet."""

@@ -95,7 +95,7 @@ def final_message(trainer: Trainer) -> tuple:
 # --- the handle in the server -------------------------------------------------------------------------
 
 class RemoteTrainer(RunState):
-    """A Trainer-like view of a training that runs elsewhere (a worker process, a Ray actor).
+    """A Trainer-like view of a training that runs elsewhere (a worker process, a Ray task).
 
     Same attributes and controls as Trainer (status, message, step, history, events, snapshots, model,
     pause/resume/stop/heartbeat/join, on_finish), so the queue and the pages need not know the difference.
@@ -117,6 +117,7 @@ class RemoteTrainer(RunState):
     # --- control ---
     def start(self) -> "RemoteTrainer":
         self._launch(self)
+        self.job = None  # sent: the tokens need not stay in the server's memory as long as the run
         return self
 
     def pause(self):
@@ -182,8 +183,8 @@ class RemoteTrainer(RunState):
         else:
             weights = "it had no snapshot yet, so the model is untrained"
         log.error("training run lost at step %d: %s", self.step, what)
-        self.end(Status.ERROR, f"Training failed at step {self.step}: {what}; {weights}. This is the server's "
-                                "fault, not your settings': train again (a smaller model or batch needs less memory).")
+        self.end(Status.ERROR, f"Training failed at step {self.step}: {what}; {weights}. Your settings did not "
+                               "cause this: train again (a smaller model or batch needs less memory).")
 
     def end(self, status: Status, message: str):
         self.eta_s = 0.0
@@ -295,10 +296,11 @@ class _Slot:
 
     def _read(self):
         while True:
+            handle = self.handle
+            if handle is not None:  # between messages as well as when none come: a run streams all the time
+                handle.check_watched()
             try:
                 if not self.results.poll(1.0):
-                    if self.handle is not None:
-                        self.handle.check_watched()
                     continue
                 msg = self.results.recv()
             except (EOFError, OSError):

@@ -114,6 +114,8 @@ def live_view(batch: list[state.Run], active: bool):
                 st.info(training.queued_text(r))
             else:
                 st.progress(min(r.trainer.step / r.trainer.cfg.max_iters, 1.0), text=training.progress_text(r))
+            if training.shared_text(r):  # identical requests share one training (gptviz/shared.py)
+                st.caption(training.shared_text(r))
         st.plotly_chart(viz.loss_chart([training.curves(r) for r in batch], run.tokenizer.vocab_size,
                                        best_val_marker=True), theme=None, key=Train.LIVE_CHART)
         t = run.trainer

@@ -68,6 +68,24 @@ def test_two_students_train_on_two_nodes_and_the_app_shows_their_runs(ray_app_ba
     assert not torch.equal(runs[0].model.wte.weight, runs[1].model.wte.weight)
 
 
+def test_an_unexpected_error_on_a_node_ends_the_run_as_error_and_logs_the_traceback_here(cluster, caplog):
+    import logging
+
+    from gptviz.backends import Backend
+    from gptviz.model import GPTConfig
+    from tests.test_train import poisoned
+
+    data = poisoned()  # token ids without an embedding: torch raises an IndexError at some step
+    config = GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    backend = Backend("ray", ray_address=cluster.address)
+    with caplog.at_level(logging.ERROR, logger="gptviz.workers"):
+        run = backend.submit(config, TrainConfig(max_iters=5000, batch_size=8, eval_interval=5000, eval_iters=1,
+                                                 sample_tokens=0), data)
+        assert wait_for(lambda: run.done, 120)
+    assert run.status == "error" and "IndexError" in run.message and "weights from step" in run.message
+    assert any("Traceback" in r.getMessage() and "IndexError" in r.getMessage() for r in caplog.records)
+
+
 def test_a_lost_node_fails_its_run_with_the_last_snapshot_and_the_other_run_goes_on(cluster, small_config,
                                                                                        shakespeare_char):
     from gptviz.backends import Backend

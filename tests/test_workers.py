@@ -75,6 +75,19 @@ def test_pause_resume_and_stop_cross_the_process_boundary(pool, small_config, sh
     assert run.status == "stopped" and "kept" in run.message and queue.running == 0
 
 
+def test_a_run_whose_tab_is_gone_stops_itself_in_its_worker(pool, small_config, shakespeare_char):
+    run = JobQueue(2).submit(RemoteTrainer(small_config, quick(max_iters=100_000, eval_interval=10_000, sample_tokens=0),
+                                           shakespeare_char, pool.launch, abandon_after_s=1.0))
+    deadline = time.time() + 60
+    while time.time() < deadline and run.step < 5:
+        run.heartbeat()  # the tab is open
+        time.sleep(0.05)
+    watched_until = run.step
+    assert run.status == "running" and watched_until >= 5
+    run.join(60)  # no more heartbeats: the tab was closed
+    assert run.status == "stopped" and "nobody watched" in run.message and run.step > watched_until
+
+
 def test_a_killed_worker_fails_its_run_with_the_last_snapshot_while_another_finishes(
         pool, small_config, shakespeare_char, caplog):
     queue = JobQueue(2)
@@ -172,6 +185,13 @@ def test_the_backend_is_chosen_by_environment():
     assert chosen_kind({"GPTVIZ_RAY_ADDRESS": "10.0.0.1:6379"}) == "ray"
     with pytest.raises(ConfigError, match="threads, processes, ray"):
         chosen_kind({"GPTVIZ_TRAINING_BACKEND": "gpu"})
+
+
+def test_serve_refuses_an_unknown_backend_before_starting_anything(capsys):
+    from gptviz import cli
+
+    assert cli.main(["serve", "--backend", "gpu"]) == 2
+    assert "must be one of threads, processes, ray, not 'gpu'" in capsys.readouterr().err
 
 
 @pytest.fixture

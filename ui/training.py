@@ -295,6 +295,13 @@ def curves(run: state.Run) -> dict:
             "eval_step": h["eval_step"], "val_loss": h["val_loss"]}
 
 
+def shared_text(run: state.Run) -> str | None:
+    """Said when other students' identical requests share this run's training."""
+    n = getattr(run.trainer, "students", 1)
+    return (f"🤝 Trained once for {n} students: everyone who asked for exactly these settings watches the same "
+            "training.") if n > 1 else None
+
+
 def progress_text(run: state.Run) -> str:
     t = run.trainer
     eta = f" · ETA {t.eta_s:.0f} s" if t.eta_s and not t.done else ""

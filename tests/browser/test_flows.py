@@ -78,7 +78,9 @@ def test_the_data_page_tokenizes_an_uploaded_file(page, server, tmp_path):
 def test_training_draws_live_while_the_student_moves_sliders(page, server):
     open_page(page, server, "train")
     press(page, "n_embd (embedding width)", "Home")  # 16 wide: quick
-    press(page, "iterations", "Home", *["ArrowRight"] * 9)  # 20 + 9 * 20 = 200 steps
+    # 20 + 29 * 20 = 600 steps: long enough to be still running when the slider moves (a worker process
+    # trains a 200-step model before the page's one-second poll has drawn it twice)
+    press(page, "iterations", "Home", *["ArrowRight"] * 29)
     press(page, "eval_interval", "Home")
     page.get_by_role("button", name="Train", exact=True).click()
 
@@ -94,7 +96,7 @@ def test_training_draws_live_while_the_student_moves_sliders(page, server):
     press(page, "dropout", "ArrowRight")  # another widget moves mid-run
     after = wait_for_points(before)
     assert after > before > 0, (before, after)
-    page.get_by_text(re.compile(r"Finished 200 steps")).wait_for(timeout=300_000)
+    page.get_by_text(re.compile(r"Finished 600 steps")).wait_for(timeout=300_000)
     screenshot(page, "train-finished")
     assert model_in_picker(page) == "🧪 gpt · n_embd 16 · iters 200"
 

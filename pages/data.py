@@ -79,8 +79,11 @@ def bpe_replay(tok, text):
                "Slide to replay the merges on a sentence.")
     data.start_replay(tok, text)
     sentence = st.text_input("Sentence to replay on", key=state.Data.REPLAY_SENTENCE)
+    if not tok.merges:  # a slider from 0 to 0 is an error in Streamlit
+        st.info("This text taught BPE no merge: no pair of neighbouring bytes occurs twice. Try a longer text.")
+        return
     n = st.slider("Merges applied", 0, len(tok.merges), key=state.Data.REPLAY_N)
-    replayed = tok.replay(sentence, n)
+    replayed = tok.replay(sentence, n, unknown="replace")  # a typed odd character shows as U+FFFD, not an error
     st.html(viz.token_html(tok, replayed))
     st.caption(f"{len(sentence.encode())} bytes → {len(replayed)} tokens after {n} merges.")
     if n:

@@ -156,3 +156,16 @@ def test_the_replay_starts_on_a_line_that_merges_at_once_and_follows_an_upload(a
     n = app.slider(key="data_replay_n").value
     assert replay_caption(app).startswith(f"{len(sentence.encode())} bytes →") and f"after {n} merges" in \
         replay_caption(app)
+
+
+def test_a_text_that_teaches_bpe_no_merge_says_so_instead_of_a_slider(app):
+    """Found by the monkey: a replay slider from 0 to 0 raised StreamlitInvalidMinMaxError."""
+    app.radio(key="corpus").set_value("upload").run()
+    text = "a\n" * 50  # every chunk is one byte long: no pair to merge
+    assert build("bpe", text, vocab_size=320).merges == []
+    app.get("file_uploader")[0].upload("lines.txt", text.encode("utf-8"), "text/plain")
+    app.run()
+    app.radio(key="tokenizer_kind").set_value("bpe").run()
+    assert not app.exception, app.exception
+    assert any("no merge" in i.value for i in app.info)
+    assert not [s for s in app.slider if s.key == "data_replay_n"]

@@ -256,3 +256,26 @@ def test_training_on_text_grows_a_previous_token_head_in_layer_0(shakespeare_cha
     # Char models sharpen slowly: measured 0.34 (0.31-0.37 over seeds 0-4; about 0.45 after 1000 steps).
     # Not the 0.5 of a clean previous-token head, so the exact scoring is checked on hand-made patterns above.
     assert after[0].max() > 0.25 and after[0].max() > after[1].max()
+
+
+def test_a_new_detector_is_one_pattern_builder_and_one_registration(ckpt):
+    """The README's recipe, tried: a 'self' detector (a query looking at its own token) needs nothing else."""
+    from gptviz import detectors as D
+
+    def _self(idx):
+        B, T = idx.shape
+        return torch.eye(T, dtype=torch.bool).expand(B, T, T)
+
+    D.register(D.Detector("self", "self", "looks at its own token", "repeated", _self))
+    try:
+        scores = D.head_scores(ckpt.model, seq_len=8)
+    finally:
+        del D.REGISTRY["self"]
+    cfg = ckpt.model.config
+    assert scores["self"].shape == (cfg.n_layer, cfg.n_head)
+    # the same number computed by hand: the mean of each pattern's diagonal on the same repeated tokens
+    idx = D.repeated_random_tokens(torch.arange(cfg.vocab_size), 8, 8, torch.Generator().manual_seed(0))
+    _, cache = ckpt.model.eval().run_with_cache(idx)
+    by_hand = torch.stack([cache[f"blocks.{i}.attn.pattern"].diagonal(dim1=-2, dim2=-1).mean(dim=(0, 2))
+                           for i in range(cfg.n_layer)])
+    assert torch.allclose(scores["self"], by_hand, atol=1e-5)

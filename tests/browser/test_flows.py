@@ -98,7 +98,7 @@ def test_training_draws_live_while_the_student_moves_sliders(page, server):
     assert after > before > 0, (before, after)
     page.get_by_text(re.compile(r"Finished 600 steps")).wait_for(timeout=300_000)
     screenshot(page, "train-finished")
-    assert model_in_picker(page) == "🧪 gpt · n_embd 16 · iters 200"
+    assert model_in_picker(page) == "🧪 gpt · n_embd 16 · iters 600"
 
     goto(page, "Attention")
     heatmaps = [t for t in plotly_traces(page) if t["type"] == "heatmap"]

@@ -40,7 +40,7 @@ def test_one_model_against_itself_earlier_in_training(app, ckpt):
         assert torch.allclose(torch.tensor(shown).float(), probs[shown_ids].detach(), atol=1e-4)
         assert shown_ids[0] == int(probs.argmax())
     loss = figure(app, "compare_loss")
-    assert [t["name"] for t in loss["data"] if t["mode"] == "lines+markers"] == ["💾 shakespeare-char val"]
+    assert [t["name"] for t in loss["data"] if t["mode"] == "lines+markers"] == ["💾 shakespeare-char"]
     assert sorted(s["x0"] for s in loss["layout"]["shapes"] if s.get("yref") == "y domain") == [steps[1], 800]
 
     app.select_slider(key="compare_b_timeline").set_value(0).run()  # at step 0 every head looks evenly

@@ -120,7 +120,11 @@ def test_loss_chart_draws_train_val_and_the_random_guess_line():
     ]
     fig = viz.loss_chart(runs, vocab_size=65, best_val_marker=True)
     names = [t.name for t in fig.data]
-    assert names == ["small train", "small val", "small best val", "big train", "big val", "big best val"]
+    assert names == ["small train", "small", "small best val", "big train", "big", "big best val"]
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["small", "big"]  # one entry per run
+    assert "thin line: train loss" in fig.layout.title.subtitle.text and "★" in fig.layout.title.subtitle.text
+    # the legend is placed from the figure's bottom edge and the axis makes room for "step" above it
+    assert fig.layout.legend.yref == "container" and fig.layout.xaxis.automargin is True
     train, val, best = fig.data[:3]
     assert list(train.y) == runs[0]["train_loss"] and list(val.x) == runs[0]["eval_step"]
     assert train.line.width < val.line.width and "markers" in val.mode

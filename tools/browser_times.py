@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 
-from tools.chart_shots import CHROMIUM, CHROMIUM_ARGS, app_copy, wait_idle
+from tools import trace_summary
+from tools.chart_shots import app_copy, wait_idle
+from tools.chromium import CHROMIUM, launch
 from tools.server import ROOT, Server
 
 BUNDLED = "shakespeare-char"
@@ -93,11 +95,12 @@ class Driver:
         self.timings: dict[str, Timing] = {}
 
     def open(self, path: str) -> float:
-        """Open a page by its address (a fresh session); milliseconds until it is drawn."""
-        t = time.perf_counter()
+        """Open a page by its address (a fresh session); milliseconds from navigation start until it is drawn."""
         self.page.goto(f"{self.url}/{path}")
+        result = self.page.evaluate(WAIT_JS, [0, 60_000])  # 0: the document's time origin, its navigation
+        self.page.evaluate("name => performance.mark(name)", f"{trace_summary.END}open {path}")
         wait_idle(self.page)
-        return (time.perf_counter() - t) * 1000 - 400  # wait_idle's settling pause is not the page's time
+        return result["painted"]
 
     def nav(self, link: str):
         """Click a sidebar link: the session and its prompt stay."""
@@ -120,9 +123,10 @@ class Driver:
             prepare, action = action
             prepare()
         self.received = 0
-        t0 = page.evaluate("performance.now()")
+        t0 = page.evaluate("name => (performance.mark(name), performance.now())", trace_summary.START + name)
         action()
         result = page.evaluate(WAIT_JS, [t0, 30_000])
+        page.evaluate("name => performance.mark(name)", trace_summary.END + name)  # for --trace
         page.wait_for_timeout(30)  # let the last websocket frames reach this process
         timing = self.timings.setdefault(name, Timing(name))
         if not result["rerun"]:
@@ -303,7 +307,8 @@ def main(argv=None):
                         help="another checkout of the app (e.g. `git archive main | tar -x -C DIR`): both run at "
                              "once and are timed in turns, so a busy machine slows both alike")
     parser.add_argument("--trace", type=Path, default=None,
-                        help="also write a Chrome DevTools performance trace of the first run here")
+                        help="also write a Chrome DevTools performance trace of the first run here, and say where "
+                             "each interaction's time went (python -m tools.trace_summary reads it again)")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -317,7 +322,7 @@ def main(argv=None):
             servers[label] = Server(copies[label], log_path=copies[label].parent / "server.log")
         every = {label: [] for label in apps}
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch(p)
             turn = 0
             for heads in [int(h) for h in args.heads.split(",")]:
                 for tokens in [int(t) for t in args.tokens.split(",")]:
@@ -331,6 +336,7 @@ def main(argv=None):
                         timings, opens = measure(browser, servers[label].url, model, tokens, args.repeats)
                         if tracing:
                             browser.stop_tracing()
+                            print(trace_summary.table(trace_summary.summarize(args.trace)))
                         every[label] += report(f"{label}: {heads} heads, {tokens}-token prompt ({model})",
                                                timings, opens)
             browser.close()

@@ -15,18 +15,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tools import chromium
 from tools.server import ROOT, Server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 VIEWPORTS = [(1440, 900), (1280, 720)]
 
 
-def wait_idle(page, timeout=120_000):
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
-    page.wait_for_function("!document.querySelector('[data-stale=true], [data-testid=stSkeleton]')", timeout=timeout)
-    page.wait_for_timeout(400)
+def wait_idle(page):
+    """A longer settling pause than the tests': a screenshot must catch finished drawings."""
+    chromium.wait_idle(page, timeout=120_000, settle_ms=400)
 
 
 def app_copy(app_dir: Path, checkpoints: list[Path]) -> Path:
@@ -82,7 +79,7 @@ def run(url: str, out: Path, size, eight_head: str | None, bpe: str | None, page
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = chromium.launch(p)
         page = browser.new_context(viewport={"width": size[0], "height": size[1]}).new_page()
         go = lambda path: (page.goto(f"{url}/{path}"), wait_idle(page))  # noqa: E731
 

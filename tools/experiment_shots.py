@@ -14,21 +14,29 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, wait_idle
+from tools.chromium import launch, wait_idle
 from tools.server import ROOT, Server
 
 
 def train(page, name_end: str):
     page.get_by_role("button", name="Train", exact=True).click()
+    finished(page, name_end)
+
+
+def finished(page, name_end: str):
     page.get_by_text(re.compile(re.escape(name_end) + r": Finished")).first.wait_for(timeout=600_000)
     wait_idle(page)
 
 
 def shot(page, path: Path, top, bottom):
-    """The page from one element's top to another's bottom, full width."""
+    """From one element's top to another's bottom, full width, as the 1440x900 window shows it."""
+    top.scroll_into_view_if_needed()
+    page.evaluate("el => el.scrollIntoView({block: 'start'})", top.element_handle())
+    page.wait_for_timeout(300)
     a, b = top.bounding_box(), bottom.bounding_box()
-    page.screenshot(path=str(path), full_page=True,
-                    clip={"x": 0, "y": a["y"] - 10, "width": 1440, "height": b["y"] + b["height"] - a["y"] + 20})
+    y = max(a["y"] - 10, 0)
+    page.screenshot(path=str(path), clip={"x": 0, "y": y, "width": 1440,
+                                          "height": min(b["y"] + b["height"] + 20, 900) - y})
 
 
 def notebook_shots(page, out: Path, names: tuple[str, str]):
@@ -48,7 +56,7 @@ def main(argv=None):
     server = Server()
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch(pw)
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(f"{server.url}/train?train_n_layer=2&train_n_embd=64&train_block_size=32"
                       f"&train_max_iters={args.iters}&train_eval_interval=50")
@@ -62,7 +70,7 @@ def main(argv=None):
             train(page, f"n_head 8 · n_embd 64 · block 32 · iters {args.iters}")
             notebook_shots(page, out, ("runs-table.png", "verdict.png"))
             page.get_by_role("button", name="Repeat with two more seeds").click()
-            train(page, "seed 1339")
+            finished(page, "seed 1339")
             notebook_shots(page, out, ("seed-spread.png", "verdict-seeds.png"))
             browser.close()
     finally:

@@ -28,11 +28,9 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
 
+from tools.chromium import launch, wait_idle
 from tools.server import ROOT, Server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 CHECKPOINT = ROOT / "checkpoints" / "shakespeare-char.safetensors"
 SIDEBAR_PICKER = "[data-testid=stSidebar] [data-testid=stSelectbox] input[role=combobox]"
 ERROR_BOX = "[data-testid=stException]"
@@ -89,14 +87,6 @@ class Report:
         return "\n".join(lines)
 
 
-def wait_idle(page, timeout=90_000):
-    """Streamlit has finished the rerun: no script running and no stale element left on screen."""
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
-    page.wait_for_function("!document.querySelector('[data-stale=true], [data-testid=stSkeleton]')",
-                           timeout=timeout)
-    page.wait_for_timeout(250)
-
-
 def odd_text(rng: random.Random) -> str:
     roll = rng.random()
     if roll < 0.15:  # a very long prompt
@@ -142,7 +132,7 @@ class Student:
 
     def open(self):
         self.page.goto(self.url, timeout=90_000)
-        wait_idle(self.page)
+        wait_idle(self.page, timeout=90_000)
         self.chosen = self.sidebar_model()
         self.seen_models.add(self.chosen)
 
@@ -182,7 +172,7 @@ class Student:
             self.log("blocked", target["label"], kind)
             self.page.keyboard.press("Escape")
             kind = "blocked"
-        wait_idle(self.page)
+        wait_idle(self.page, timeout=90_000)
         return kind
 
     def log(self, kind, target, value):
@@ -374,7 +364,7 @@ def main(argv=None) -> int:
 
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch(pw)
             report = run(browser, server.url, args.minutes * 60, args.seed, server.log_errors, args.sessions,
                          stop_at_first=not args.keep_going, progress=progress)
             browser.close()

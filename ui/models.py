@@ -107,6 +107,9 @@ def entry(key: str) -> ModelEntry:
     return ModelEntry(key, f"💾 {name}", ck.model, ck.tokenizer, ck.meta.get("corpus", ""), ck.meta, ck.snapshots)
 
 
+PICKER_FITS = 24  # characters of a name that the sidebar's picker shows at 1280x720
+
+
 def picker():
     """The sidebar model picker, shared by every page (created after st.navigation, see app.py)."""
     box = st.sidebar.container()  # the picker shows above the uploader but is filled after it
@@ -123,6 +126,8 @@ def picker():
                   persist_state="session",
                   help="Checkpoints on the server (💾), files you opened (📂) and runs you trained in this tab (🧪).")
     picked = state.tab().model = st.session_state[state.MODEL]  # a reload of this tab picks it again
+    if picked is not None and len(options[picked]) > PICKER_FITS:  # the box cuts it: say it in full
+        box.caption(options[picked])
     if picked is not None and ModelKey.parse(picked).kind != ModelKey.CKPT:
         box.button("🗑️ Delete this model", key=state.DELETE_MODEL, on_click=delete, args=(picked,),
                    help="Remove this model from this tab (checkpoints you saved stay on the server).")

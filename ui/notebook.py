@@ -59,7 +59,8 @@ def table(groups: list[runs.Group]):
         marks = highlight.get(column.name, [False] * len(column))
         return ["background-color: #FFE8B0; font-weight: bold" if m else "" for m in marks]
 
-    return frame.style.apply(paint, axis=0)
+    number = {c: f for c, f in (("parameters", "{:,}"), ("seconds", "{:.1f}"), ("tokens/s", "{:,}")) if c in frame}
+    return frame.style.apply(paint, axis=0).format(number)
 
 
 def verdict_picks(groups: list[runs.Group]) -> dict[int, str]:

@@ -20,6 +20,9 @@ def _thin(xs: list, ys: list, max_points: int) -> tuple[list, list]:
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
+_KEY = "thin line: train loss (one batch) · thick with dots: val loss (held-out text)"
+
+
 def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False, title: str = "Loss",
                height: int = 380, max_points: int = 1000, step_marks: dict[str, int] | None = None) -> go.Figure:
     """Train loss (thin, light) and validation loss (thick, with markers) of each run.
@@ -49,11 +52,11 @@ def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False,
             ))
         data.append(dict(
             type="scatter", x=steps, y=train, mode="lines", name=f"{name} train", legendgroup=name,
-            line=dict(color=colour, width=1), opacity=0.45,
+            line=dict(color=colour, width=1), opacity=0.45, showlegend=False,  # one legend entry per run
             hovertemplate="step %{x}: train %{y:.3f}<extra>" + name + "</extra>",
         ))
         val_trace = dict(
-            type="scatter", x=evals, y=val, mode="lines+markers", name=f"{name} val", legendgroup=name,
+            type="scatter", x=evals, y=val, mode="lines+markers", name=name, legendgroup=name,
             line=dict(color=colour, width=3), marker=dict(size=7),
             hovertemplate="step %{x}: val %{y:.3f}<extra>" + name + "</extra>",
         )
@@ -69,13 +72,16 @@ def loss_chart(runs: list[dict], vocab_size: int, best_val_marker: bool = False,
             best = min(range(len(val)), key=lambda i: val[i])
             data.append(dict(
                 type="scatter", x=[evals[best]], y=[val[best]], mode="markers", name=f"{name} best val",
-                legendgroup=name, marker=dict(symbol="star", size=16, color=colour, line=dict(color="black", width=1)),
+                legendgroup=name, showlegend=False, marker=dict(symbol="star", size=16, color=colour, line=dict(color="black", width=1)),
                 hovertemplate="lowest val loss %{y:.3f} at step %{x}<extra>" + name + "</extra>",
             ))
     layout = dict(
-        title=dict(text=title), height=height, hovermode="closest", legend=dict(orientation="h", y=-0.18, yanchor="top"),
-        margin=dict(l=60, r=10, t=50, b=90),  # the legend sits below the step axis's title, not on it
-        xaxis=dict(title=dict(text="step")),
+        title=dict(text=title, subtitle=dict(text=_KEY + (" · ★ lowest val loss" if best_val_marker else ""))),
+        height=height, hovermode="closest",
+        # measured from the figure's bottom edge, so the legend pushes the margin instead of covering "step"
+        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom"),
+        margin=dict(l=60, r=10, t=70, b=40),
+        xaxis=dict(title=dict(text="step"), automargin=True),  # room for "step" above the legend
         # from 0, so a drop from 4.2 to 2.0 looks like the halving it is
         yaxis=dict(range=[0, max(seen) * 1.08], title=dict(text="loss (cross-entropy, nats)")),
         # a horizontal line across the plot (what fig.add_hline makes)

@@ -1,18 +1,15 @@
 """Real-browser tests: a real `streamlit run app.py` server driven by Debian's Chromium via Playwright."""
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
+from tools.chromium import CHROMIUM, launch, wait_idle  # noqa: F401  (wait_idle: the tests import it from here)
 from tools.server import Server as _Server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("GPTVIZ_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 if not Path(CHROMIUM).exists():  # bash .ci/run installs it; say so instead of failing obscurely
     pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
@@ -37,7 +34,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = launch(p)
         yield b
         b.close()
 
@@ -49,13 +46,6 @@ def page(browser):
     p = context.new_page()
     yield p
     context.close()
-
-
-def wait_idle(page, timeout=60_000):
-    """Streamlit has finished the rerun: no script running and no stale element left on screen."""
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
-    page.wait_for_function("!document.querySelector('[data-stale=true], [data-testid=stSkeleton]')", timeout=timeout)
-    page.wait_for_timeout(250)
 
 
 def open_page(page, server, path=""):

@@ -47,7 +47,7 @@ def test_two_runs_a_verdict_and_the_seed_spread(browser, server):
         assert re.search(r"^n_head 4 → 8: same parameters \([\d,]+\), val loss \d\.\d{3} → \d\.\d{3} \([+−]?\d\.\d{3}\)",
                          verdict.inner_text(), re.M), verdict.inner_text()
         names = {t["name"] for t in notebook_chart(page)}
-        assert {f"{FIRST} val", f"{SECOND} val"} <= names, names
+        assert {FIRST, SECOND} <= names, names
         with page.expect_download() as download:
             page.get_by_role("button", name="Download this model (.safetensors)").click()
         assert download.value.suggested_filename == "gpt-n_head8-n_embd16-iters20.safetensors"

@@ -1,6 +1,7 @@
 """What a student waits for: every control of every inspection page, timed in a real browser.
 
     python -m tools.browser_times [--repeats 5] [--heads 4,8] [--tokens 8,64] [--compare DIR] [--trace trace.json]
+                                  [--under-load "--sessions 29 --trainers 4 --seconds 900"]
 
 Starts the real app (a throw-away copy of this repository, plus an 8-head model) and drives Debian's
 Chromium through each page. Each interaction is timed in the page, from just before the action until
@@ -18,8 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +303,24 @@ def report(label: str, timings: dict[str, Timing], opens: list[float]):
     return every
 
 
+def class_around(server: Server, load_args: str) -> subprocess.Popen:
+    """The load test against `server`, started and given time to open its tabs before the timings begin."""
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a pipe nobody reads would stall it
+    load = subprocess.Popen([sys.executable, "-m", "tools.loadtest", "--url", server.url, "--pid", str(server.pid),
+                             *shlex.split(load_args)], stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    load.log = log
+    time.sleep(20)  # the tabs open over the first seconds (--ramp) and warm up
+    if load.poll() is not None:
+        raise SystemExit(f"the load test stopped at once:\n{report_of(load)}")
+    return load
+
+
+def report_of(load: subprocess.Popen) -> str:
+    load.wait()
+    load.log.seek(0)
+    return load.log.read()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="times each interaction is timed")
@@ -309,11 +332,15 @@ def main(argv=None):
     parser.add_argument("--trace", type=Path, default=None,
                         help="also write a Chrome DevTools performance trace of the first run here, and say where "
                              "each interaction's time went (python -m tools.trace_summary reads it again)")
+    parser.add_argument("--under-load", metavar="ARGS", default=None,
+                        help="time while `python -m tools.loadtest ARGS` drives the same server (a class around "
+                             "this student), e.g. \"--sessions 29 --trainers 4 --seconds 900\"; give it seconds "
+                             "enough to outlast the timings: its report follows theirs")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
     apps = {"this checkout": ROOT, **({f"{args.compare}": args.compare} if args.compare else {})}
-    copies, servers = {}, {}
+    copies, servers, load = {}, {}, None
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
         for label, folder in apps.items():
@@ -321,6 +348,7 @@ def main(argv=None):
             eight_head_checkpoint(copies[label] / "checkpoints")
             servers[label] = Server(copies[label], log_path=copies[label].parent / "server.log")
         every = {label: [] for label in apps}
+        load = class_around(servers[next(iter(apps))], args.under_load) if args.under_load else None
         with sync_playwright() as p:
             browser = launch(p)
             turn = 0
@@ -340,11 +368,17 @@ def main(argv=None):
                         every[label] += report(f"{label}: {heads} heads, {tokens}-token prompt ({model})",
                                                timings, opens)
             browser.close()
+        if load is not None:
+            covered = load.poll() is None  # still running: every timing above had the class around it
+            print(f"\nThe load test {'ran during every timing' if covered else 'ENDED BEFORE the timings did'}; "
+                  f"its report:\n\n{report_of(load)}")
         print(f"\nStarted {started}, Chromium {CHROMIUM}, {os.cpu_count()} cores.")
         for label, times in every.items():
             print(f"{label}: all interactions median {statistics.median(times):.0f} ms, p90 {p90(times):.0f} ms "
                   f"({len(times)} timed)")
     finally:
+        if load is not None and load.poll() is None:  # the timings failed: the class goes home too
+            load.kill()
         for server in servers.values():
             server.stop()
         for copy in copies.values():

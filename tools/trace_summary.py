@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -108,6 +109,57 @@ def summarize(trace: Path | str | dict) -> dict[str, list[dict]]:
     return dict(result)
 
 
+def _bundle(url: str) -> str:
+    """A script's short name: Streamlit's `static/js/PlotlyChart.D9Z0_fxz.js` -> `PlotlyChart`."""
+    name = url.rsplit("/", 1)[-1]
+    return re.sub(r"(\.[A-Za-z0-9_-]{8})?\.m?js$", "", name) or url
+
+
+def _samples(events: list[dict]) -> dict[tuple[int, int], list[tuple[float, float, str]]]:
+    """The CPU profiler's samples per thread: (time µs, weight µs, script the sampled code belongs to)."""
+    profiles = {}  # (pid, profile id) -> [thread, clock, nodes {id: (parent, url, function)}]
+    out = defaultdict(list)
+    for e in sorted((e for e in events if e.get("name") in ("Profile", "ProfileChunk")), key=lambda e: e["ts"]):
+        data, pid = e["args"]["data"], e["pid"]
+        if e["name"] == "Profile":
+            profiles[(pid, e["id"])] = [(pid, e["tid"]), data.get("startTime", e["ts"]), {}]
+            continue
+        profile = profiles.get((pid, e["id"]))
+        if profile is None:
+            continue
+        nodes = profile[2]
+        for node in data.get("cpuProfile", {}).get("nodes", []):
+            frame = node["callFrame"]
+            nodes[node["id"]] = (node.get("parent"), frame.get("url", ""), frame.get("functionName", ""))
+        for sample, delta in zip(data.get("cpuProfile", {}).get("samples", []), data.get("timeDeltas", [])):
+            profile[1] += delta
+            node, where = sample, None
+            while node in nodes and where is None:  # the nearest frame that belongs to a script file
+                parent, url, function = nodes[node]
+                if url:
+                    where = _bundle(url)
+                elif function.startswith("(") and function != "(root)":  # (program), (garbage collector), (idle)
+                    where = function
+                node = parent
+            out[profile[0]].append((profile[1], max(delta, 0), where or "(inline script)"))
+    return out
+
+
+def scripts(trace: Path | str | dict, top: int = 4) -> dict[str, list[tuple[str, float]]]:
+    """{interaction: the scripts its main-thread time went to, most first, ms per repeat} from CPU samples."""
+    data = trace if isinstance(trace, dict) else json.loads(Path(trace).read_text())
+    events = data["traceEvents"] if isinstance(data, dict) else data
+    samples = _samples(events)
+    totals, repeats = defaultdict(lambda: defaultdict(float)), defaultdict(int)
+    for label, thread, t0, t1 in _windows(events):
+        repeats[label] += 1
+        for t, weight, where in samples.get(thread, []):
+            if t0 <= t < t1 and where != "(idle)":
+                totals[label][where] += weight / 1000
+    return {label: sorted(((w, ms / repeats[label]) for w, ms in per.items()), key=lambda x: -x[1])[:top]
+            for label, per in totals.items()}
+
+
 def table(summary: dict[str, list[dict]]) -> str:
     """A Markdown table of medians: where each interaction's time went."""
     cols = ("total", "idle", *KINDS)
@@ -119,10 +171,20 @@ def table(summary: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def script_table(per: dict[str, list[tuple[str, float]]]) -> str:
+    lines = ["| interaction | where the main thread's time went (CPU samples, ms per repeat) |", "|---|---|"]
+    for label, parts in per.items():
+        lines.append(f"| {label} | " + ", ".join(f"{w} {ms:.0f}" for w, ms in parts) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("trace", type=Path)
-    print(table(summarize(p.parse_args(argv).trace)))
+    trace = json.loads(p.parse_args(argv).trace.read_text())
+    print(table(summarize(trace)))
+    print()
+    print(script_table(scripts(trace)))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,7 @@ WORK = """async ([start, end]) => {
   const idle = ms => new Promise(r => setTimeout(r, ms));
   await idle(50);
   performance.mark(start + 'compute');
-  const t = performance.now(); let x = 0;
-  while (performance.now() - t < 300) x += Math.sqrt(x + 1);  // JavaScript on the main thread
+  const x = window.busy(300);  // JavaScript on the main thread, in a script file of the page
   performance.mark(end + 'compute');
   await idle(50);
   performance.mark(start + 'wait');
@@ -27,10 +26,17 @@ WORK = """async ([start, end]) => {
 }"""
 
 
+BUSY = "window.busy = ms => { const t = performance.now(); let x = 0; while (performance.now() - t < ms) x += Math.sqrt(x + 1); return x; };"
+
+
 def test_the_summary_tells_script_from_waiting_and_layout(browser):
     page = browser.new_page()
-    try:
-        page.set_content("<html><body><p>trace me</p></body></html>")
+    try:  # a page whose script comes from a file named like Streamlit's bundles
+        page.route("http://gptviz.test/", lambda r: r.fulfill(
+            content_type="text/html", body='<html><body><p>trace me</p><script src="/static/js/Busy.AbC_12-x.js"></script>'))
+        page.route("http://gptviz.test/static/js/Busy.AbC_12-x.js", lambda r: r.fulfill(
+            content_type="text/javascript", body=BUSY))
+        page.goto("http://gptviz.test/")
         browser.start_tracing(page=page)
         page.evaluate(WORK, [START, END])
         trace = json.loads(browser.stop_tracing())
@@ -43,6 +49,9 @@ def test_the_summary_tells_script_from_waiting_and_layout(browser):
     assert wait["total"] >= 400 and wait["idle"] > 0.8 * wait["total"] and wait["script"] < 0.2 * wait["total"]
     assert layout["style & layout"] == max(layout[k] for k in trace_summary.KINDS), layout
     assert "| compute |" in trace_summary.table(summary)
+    where = trace_summary.scripts(trace)  # from the CPU profiler's samples
+    assert where["compute"][0][0] == "Busy" and where["compute"][0][1] > 0.8 * compute["total"], where["compute"]
+    assert sum(ms for _, ms in where.get("wait", [])) < 0.2 * wait["total"], where.get("wait")
 
 
 def test_nested_events_count_their_own_time_once():
@@ -51,3 +60,9 @@ def test_nested_events_count_their_own_time_once():
                                       ev("Paint", 80, 10), ev("RunTask", 150, 20)])
     assert pieces == [(0, 10, "RunTask"), (10, 20, "FunctionCall"), (20, 50, "Layout"), (50, 70, "FunctionCall"),
                       (70, 80, "RunTask"), (80, 90, "Paint"), (90, 100, "RunTask"), (150, 170, "RunTask")]
+
+
+def test_script_files_are_named_without_their_build_hash():
+    assert trace_summary._bundle("http://127.0.0.1:8501/static/js/PlotlyChart.D9Z0_fxz.js") == "PlotlyChart"
+    assert trace_summary._bundle("http://h/static/js/emotion-styled.browser.esm.DdOkyKg_.js") == "emotion-styled.browser.esm"
+    assert trace_summary._bundle("chrome://resources/lit/v3_0/lit.rollup.js") == "lit.rollup"

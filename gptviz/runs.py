@@ -228,6 +228,10 @@ def _loss(g: Group, value: float | None) -> str | None:
     return f"{value:.3f} ± {g.spread:.3f}" if len(g.finals()) > 1 else f"{value:.3f}"
 
 
+# how the table's number columns read: 110,529 parameters, 4.1 seconds, 57,309 tokens/s
+NUMBER_FORMATS = {"parameters": "{:,}", "seconds": "{:.1f}", "tokens/s": "{:,}"}
+
+
 def notebook_rows(groups: list[Group]) -> tuple[list[dict], dict[str, list[bool]]]:
     """The runs table: one row per run (or seed group), a column for every setting that differs among
     them, then parameters, final and best val loss, time and speed. Also which setting cells to

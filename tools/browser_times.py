@@ -365,7 +365,7 @@ def main(argv=None):
                         timings, opens = measure(browser, servers[label].url, model, tokens, args.repeats)
                         if tracing:
                             browser.stop_tracing()
-                            print(trace_summary.table(trace_summary.summarize(args.trace)))
+                            print(trace_summary.report(args.trace))
                         every[label] += report(f"{label}: {heads} heads, {tokens}-token prompt ({model})",
                                                timings, opens)
             browser.close()

@@ -30,7 +30,6 @@ def finished(page, name_end: str):
 
 def shot(page, path: Path, top, bottom):
     """From one element's top to another's bottom, full width, as the 1440x900 window shows it."""
-    top.scroll_into_view_if_needed()
     page.evaluate("el => el.scrollIntoView({block: 'start'})", top.element_handle())
     page.wait_for_timeout(300)
     a, b = top.bounding_box(), bottom.bounding_box()

@@ -86,10 +86,15 @@ def _segments(slices: list[dict]) -> list[tuple[float, float, str]]:
     return [seg for seg in out if seg[1] > seg[0]]
 
 
+def _events(trace: Path | str | dict) -> list[dict]:
+    """The trace's events, from a file or from the JSON Playwright's stop_tracing() returned."""
+    data = trace if isinstance(trace, dict) else json.loads(Path(trace).read_text())
+    return data["traceEvents"] if isinstance(data, dict) else data
+
+
 def summarize(trace: Path | str | dict) -> dict[str, list[dict]]:
     """{interaction: [one dict per repeat: total, idle and each of KINDS, in ms]}."""
-    data = trace if isinstance(trace, dict) else json.loads(Path(trace).read_text())
-    events = data["traceEvents"] if isinstance(data, dict) else data
+    events = _events(trace)
     mains = _main_threads(events)
     slices = defaultdict(list)
     for e in events:
@@ -147,8 +152,7 @@ def _samples(events: list[dict]) -> dict[tuple[int, int], list[tuple[float, floa
 
 def scripts(trace: Path | str | dict, top: int = 4) -> dict[str, list[tuple[str, float]]]:
     """{interaction: the scripts its main-thread time went to, most first, ms per repeat} from CPU samples."""
-    data = trace if isinstance(trace, dict) else json.loads(Path(trace).read_text())
-    events = data["traceEvents"] if isinstance(data, dict) else data
+    events = _events(trace)
     samples = _samples(events)
     totals, repeats = defaultdict(lambda: defaultdict(float)), defaultdict(int)
     for label, thread, t0, t1 in _windows(events):
@@ -178,13 +182,16 @@ def script_table(per: dict[str, list[tuple[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def report(trace: Path | str | dict) -> str:
+    """Both tables: the kinds of work per interaction, then the scripts it went to (the file is read once)."""
+    data = {"traceEvents": _events(trace)}
+    return table(summarize(data)) + "\n\n" + script_table(scripts(data))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("trace", type=Path)
-    trace = json.loads(p.parse_args(argv).trace.read_text())
-    print(table(summarize(trace)))
-    print()
-    print(script_table(scripts(trace)))
+    print(report(p.parse_args(argv).trace))
 
 
 if __name__ == "__main__":

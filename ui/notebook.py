@@ -59,7 +59,7 @@ def table(groups: list[runs.Group]):
         marks = highlight.get(column.name, [False] * len(column))
         return ["background-color: #FFE8B0; font-weight: bold" if m else "" for m in marks]
 
-    number = {c: f for c, f in (("parameters", "{:,}"), ("seconds", "{:.1f}"), ("tokens/s", "{:,}")) if c in frame}
+    number = {c: f for c, f in runs.NUMBER_FORMATS.items() if c in frame}
     return frame.style.apply(paint, axis=0).format(number)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.chromium import CHROMIUM, launch, wait_idle  # noqa: F401  (wait_idle: the tests import it from here)
+from tools.chromium import CHROMIUM, launch, wait_idle
 from tools.server import Server as _Server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ One class covers the whole ladder; the presets at the bottom switch parts on and
 Every interesting activation passes through a `HookPoint`. Nobody listens during training,
 so the hook costs one function call; `run_with_cache` listens to all of them and returns
 a dict of short names (`blocks.0.attn.pattern`, `blocks.1.resid_post`, ...) that also answers to
-TransformerLens's names (`blocks.0.attn.hook_pattern`, ...) with TransformerLens's shapes.
+TransformerLens's names (`blocks.0.attn.hook_pattern`, ...) with TransformerLens's shapes (lens_names.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import re
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -22,6 +21,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from .errors import ConfigError
+from .lens_names import ActivationCache
 
 
 # Upper bounds far above anything a CPU classroom trains (GPT-2 XL has 48 layers of 1,600), so that a
@@ -118,57 +118,6 @@ class HookPoint(nn.Module):
         return bool(self._forward_hooks)
 
 
-# TransformerLens's names for our activations: (its name pattern, our name, how its shape differs).
-# Read from TransformerLens's components (HookedTransformer, abstract_attention, mlp, layer_norm).
-_HEADS_LAST = "heads"  # ours (batch, head, pos, d_head), TransformerLens's (batch, pos, head, d_head)
-_NO_BATCH = "batch"  # ours (pos, d_model), TransformerLens's (batch, pos, d_model)
-TRANSFORMER_LENS_NAMES = [
-    (r"hook_embed", "embed", None),
-    (r"hook_pos_embed", "pos_embed", _NO_BATCH),
-    (r"blocks\.(\d+)\.hook_resid_pre", "blocks.{0}.resid_pre", None),
-    (r"blocks\.(\d+)\.attn\.hook_([qkvz])", "blocks.{0}.attn.{1}", _HEADS_LAST),
-    (r"blocks\.(\d+)\.attn\.hook_attn_scores", "blocks.{0}.attn.scores", None),
-    (r"blocks\.(\d+)\.attn\.hook_pattern", "blocks.{0}.attn.pattern", None),
-    (r"blocks\.(\d+)\.hook_attn_out", "blocks.{0}.attn.out", None),
-    (r"blocks\.(\d+)\.hook_resid_mid", "blocks.{0}.resid_mid", None),
-    (r"blocks\.(\d+)\.mlp\.hook_pre", "blocks.{0}.mlp.pre", None),
-    (r"blocks\.(\d+)\.mlp\.hook_post", "blocks.{0}.mlp.hidden", None),
-    (r"blocks\.(\d+)\.hook_mlp_out", "blocks.{0}.mlp.out", None),
-    (r"blocks\.(\d+)\.hook_resid_post", "blocks.{0}.resid_post", None),
-    (r"ln_final\.hook_normalized", "ln_final", None),
-]
-_TL = [(re.compile(pattern), ours, view) for pattern, ours, view in TRANSFORMER_LENS_NAMES]
-
-
-class ActivationCache(dict):
-    """`run_with_cache`'s activations under our names; TransformerLens's names also work, as views
-    with its shapes (no copy): cache["blocks.0.attn.hook_q"] is cache["blocks.0.attn.q"].transpose(1, 2)."""
-
-    def _alias(self, name):
-        for pattern, ours, view in _TL:
-            m = pattern.fullmatch(name) if isinstance(name, str) else None
-            if m and dict.__contains__(self, ours.format(*m.groups())):
-                t = dict.__getitem__(self, ours.format(*m.groups()))
-                if view == _HEADS_LAST:
-                    return t.transpose(1, 2)
-                if view == _NO_BATCH:
-                    return t.expand(dict.__getitem__(self, "embed").shape[0], *t.shape)
-                return t
-        return None
-
-    def __missing__(self, name):
-        t = self._alias(name)
-        if t is None:
-            raise KeyError(name)
-        return t
-
-    def __contains__(self, name):
-        return dict.__contains__(self, name) or self._alias(name) is not None
-
-    def get(self, name, default=None):
-        return self[name] if name in self else default
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -228,7 +177,10 @@ class MLP(nn.Module):
         self.hook_out = HookPoint()
 
     def forward(self, x):
-        return self.hook_out(self.dropout(self.c_proj(self.hook_hidden(self.gelu(self.hook_pre(self.c_fc(x)))))))
+        x = self.hook_pre(self.c_fc(x))  # widen every token to 4 * n_embd numbers
+        x = self.hook_hidden(self.gelu(x))  # the neurons: keep (mostly) the positive part
+        x = self.c_proj(x)  # and back to n_embd
+        return self.hook_out(self.dropout(x))
 
 
 def _norm(config: GPTConfig) -> nn.Module:

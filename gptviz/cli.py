@@ -178,7 +178,9 @@ def _check_ray(address: str):
 def _data_args(p):
     p.add_argument("--corpus", default="tinyshakespeare",
                    help="a bundled corpus (tinyshakespeare, wizard_of_oz) or a path to a UTF-8 .txt file")
-    p.add_argument("--tokenizer", default="char", choices=["char", "gpt2", "bpe"])
+    from .tokenizers import KINDS
+
+    p.add_argument("--tokenizer", default="char", choices=list(KINDS))  # every registered kind
     p.add_argument("--bpe-vocab", type=int, default=512, help="vocabulary size of a trained BPE (256..4096)")
 
 

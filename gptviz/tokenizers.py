@@ -9,7 +9,8 @@ Three kinds share one interface (`Tokenizer`), each registered once in `KINDS`:
     ids = tok.encode("hello")
     tok.decode(ids) == "hello"
 
-Adding a kind = one `Tokenizer` subclass with `kind`, `build` and `from_data`, decorated `@register`.
+Adding a kind = one `Tokenizer` subclass with `kind`, `title`, `build` and `from_data`, decorated
+`@register`: the Data page's choices, the Train page's caption and the CLI's `--tokenizer` read `KINDS`.
 
 Text a tokenizer has no ids for (a character a char model never saw; a lone surrogate such as
 "\udc00", which is half of a UTF-16 pair and cannot be written as UTF-8) is handled the same way
@@ -103,6 +104,8 @@ def refuse_broken_text(text: str, what: str = "The text"):
 
 class Tokenizer(ABC):
     kind: str
+    title: str = ""  # what the app calls this kind (the Data page's choice); the kind name when empty
+    options: tuple[str, ...] = ()  # the settings `build` reads besides the text ("vocab_size": a size to learn)
     unknown = "error"  # what encode does with text it has no ids for; see UNKNOWN_MODES
     replacement: str  # what "replace" puts in place of such text
     closed_vocabulary = False  # True: ordinary text can hold characters with no id (so offer "replace")
@@ -183,7 +186,7 @@ KINDS: dict[str, type[Tokenizer]] = {}  # kind name -> class, in the order the a
 
 
 def register(cls: type[Tokenizer]) -> type[Tokenizer]:
-    """Class decorator: make a tokenizer kind known to `build`, `from_dict` and the app."""
+    """Class decorator: make a tokenizer kind known to `build`, `from_dict`, the app and the CLI."""
     KINDS[cls.kind] = cls
     return cls
 
@@ -196,6 +199,7 @@ class CharTokenizer(Tokenizer):
     """One token per character. ids follow the order of `chars` (sorted when built from text)."""
 
     kind = "char"
+    title = "Characters"
     closed_vocabulary = True
 
     def __init__(self, chars: str, unknown: str = "error"):
@@ -336,6 +340,7 @@ class _TiktokenTokenizer(Tokenizer):
 @register
 class GPT2Tokenizer(_TiktokenTokenizer):
     kind = "gpt2"
+    title = "GPT-2 BPE (50,257 tokens)"
 
     def __init__(self):
         self.enc = gpt2_encoding()
@@ -525,6 +530,8 @@ class BPETokenizer(_TiktokenTokenizer):
     """
 
     kind = "bpe"
+    title = "BPE trained on this text"
+    options = ("vocab_size",)
 
     def __init__(self, merges):
         self.merges: list[tuple[int, int]] = []

@@ -6,9 +6,11 @@ import re
 import pytest
 import torch
 
+from gptviz import cli
 from gptviz import tokenizers as T
 from gptviz.data import corpus_text
 from gptviz.errors import CheckpointError, ConfigError, GptvizError, TokenizerError
+from ui import data as data_page
 
 UNICODE = "naïve café — 東京 🙂"
 SAMPLE = corpus_text("tinyshakespeare")[:20_000]  # a small slice keeps BPE training fast
@@ -327,6 +329,7 @@ def test_closed_vocabulary_only_for_char(char, gpt2, bpe):
 def test_a_new_kind_is_one_class_and_one_registration():
     class Upper(T.CharTokenizer):  # e.g. a char tokenizer over upper-cased text
         kind = "upper"
+        title = "Upper-case characters"
 
         @classmethod
         def build(cls, text, vocab_size=None):
@@ -343,9 +346,16 @@ def test_a_new_kind_is_one_class_and_one_registration():
         with pytest.raises(GptvizError) as e:
             T.build("word")
         assert "upper" in str(e.value)  # the list of kinds is read from the registry
+        # the Data page offers it under its title, the Train page's caption names it, the CLI accepts it
+        assert data_page.TOKENIZER_LABELS["upper"] == "Upper-case characters"
+        assert list(data_page.TOKENIZER_LABELS) == ["char", "gpt2", "bpe", "upper"]
+        assert cli.build_parser().parse_args(["train", "--tokenizer", "upper"]).tokenizer == "upper"
     finally:
         del T.KINDS["upper"]
     assert list(T.KINDS) == ["char", "gpt2", "bpe"]
+    assert "upper" not in data_page.TOKENIZER_LABELS
+    with pytest.raises(SystemExit):  # argparse refuses a kind that is not registered
+        cli.build_parser().parse_args(["train", "--tokenizer", "upper"])
 
 
 # ---------------------------------------------------------------- GPT-2 ranks: the bundled file, checked

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import streamlit as st
 
+from gptviz import tokenizers
 from gptviz.data import CORPORA, TokenData, corpus_text, load_text
 from gptviz.errors import GptvizError
 
@@ -13,7 +15,22 @@ from . import state
 
 CORPUS_LABELS = {"tinyshakespeare": "Tiny Shakespeare (1.1 MB)", "wizard_of_oz": "Dorothy and the Wizard in Oz (0.2 MB)",
                  state.UPLOAD: "My own text (upload a .txt)"}
-TOKENIZER_LABELS = {"char": "Characters", "gpt2": "GPT-2 BPE (50,257 tokens)", "bpe": "BPE trained on this text"}
+
+
+class _KindTitles(Mapping):
+    """{kind: title} read from the tokenizer registry each time, so a kind registered later appears too."""
+
+    def __getitem__(self, kind: str) -> str:
+        return tokenizers.KINDS[kind].title or kind
+
+    def __iter__(self):
+        return iter(list(tokenizers.KINDS))
+
+    def __len__(self) -> int:
+        return len(tokenizers.KINDS)
+
+
+TOKENIZER_LABELS = _KindTitles()  # the Data page's choices and the Train page's caption
 
 
 def chosen_text() -> tuple[str, str] | None:
@@ -38,7 +55,8 @@ def chosen_data() -> tuple[str, TokenData] | None:
         return None
     name, text = chosen
     kind = state.get(state.TOKENIZER)
-    vocab = state.get(state.BPE_VOCAB) if kind == "bpe" else None
+    wants_size = kind in tokenizers.KINDS and "vocab_size" in tokenizers.KINDS[kind].options
+    vocab = state.get(state.BPE_VOCAB) if wants_size else None
     digest = name if name in CORPORA else hashlib.sha256(text.encode()).hexdigest()
     return name, _token_data(digest, kind, vocab, text)
 

@@ -5,41 +5,33 @@ import streamlit as st
 import torch
 
 from gptviz import averaging
-from gptviz.errors import InputError
 from gptviz.viz import stepwise as viz
-from ui.state import Averaging
+from ui.averaging import new_numbers, parse_table, toy_frame
 from ui.common import intro, student_errors
 from ui.entry import require_app
+from ui.state import Averaging
 
-require_app()
-st.title("The averaging trick")
-intro("Before attention, the lecture lets every token take the average of itself and the tokens before it. "
-      "It writes that average four ways: the first three give exactly the same numbers; the fourth swaps "
-      "the zeros for learned scores, so each token weighs the past its own way — that is self-attention. "
-      "Edit any number of the toy tensor and watch all four.")
+
+def header():
+    st.title("The averaging trick")
+    intro("Before attention, the lecture lets every token take the average of itself and the tokens before it. "
+          "It writes that average four ways: the first three give exactly the same numbers; the fourth swaps "
+          "the zeros for learned scores, so each token weighs the past its own way — that is self-attention. "
+          "Edit any number of the toy tensor and watch all four.")
+
 
 def toy_controls() -> torch.Tensor:
     """T and C, fresh random numbers on demand, and the table the student edits."""
     table, controls = st.columns([1, 1])
     T = controls.slider("T (tokens)", 1, averaging.MAX_T, 5, key=Averaging.T, persist_state="session")
     C = controls.slider("C (channels)", 1, averaging.MAX_C, 3, key=Averaging.C, persist_state="session")
-    st.session_state.setdefault(Averaging.SEED, 1337)
-    if controls.button("New random numbers", key=Averaging.NEW, icon="🎲"):
-        st.session_state[Averaging.SEED] += 1
-    seed = st.session_state[Averaging.SEED]
-    if st.session_state.get(Averaging.SHAPE) != (T, C, seed):  # a new shape or seed: new numbers, edits cleared
-        st.session_state[Averaging.SHAPE] = (T, C, seed)
-        st.session_state[Averaging.TOY] = averaging.toy_tensor(T, C, seed).tolist()
-    frame = pd.DataFrame(st.session_state[Averaging.TOY], index=[f"token {t}" for t in range(T)],
-                         columns=[f"c{c}" for c in range(C)])
+    controls.button("New random numbers", key=Averaging.NEW, icon="🎲", on_click=new_numbers)
+    frame, seed = toy_frame(T, C)
     with table:
         st.markdown("**x**: T × C, one row per token (click a number to change it)")
         edited = st.data_editor(frame, key=Averaging.editor(T, C, seed), width="content")
     with student_errors():
-        values = edited.apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float32", copy=True)
-        if not torch.isfinite(torch.from_numpy(values)).all():
-            raise InputError("Every cell of x needs a number: fill in the empty ones.")
-    return torch.from_numpy(values)
+        return parse_table(edited)
 
 
 def version_card(name: str, x: torch.Tensor, reference: torch.Tensor):
@@ -58,14 +50,26 @@ def version_card(name: str, x: torch.Tensor, reference: torch.Tensor):
             st.warning(f"differs from the plain average: up to {diff:.3f}", icon="🔀")
 
 
-x = toy_controls()
-reference = averaging.loop_average(x)
-columns = st.columns(2)  # two by two: wide enough for the lecture's lines of code
-for n, name in enumerate(averaging.VERSIONS):
-    with columns[n % 2]:
-        version_card(name, x, reference)
+def four_versions(x: torch.Tensor):
+    reference = averaging.loop_average(x)
+    columns = st.columns(2)  # two by two: wide enough for the lecture's lines of code
+    for n, name in enumerate(averaging.VERSIONS):
+        with columns[n % 2]:
+            version_card(name, x, reference)
 
-st.markdown("Version 4's query and key layers here are random: in a trained model they are learned, so a "
-            "token looks where it is useful — one step back, at the first token, or at a pattern seen before.")
-st.page_link("pages/head_steps.py", label="What a trained head does instead of averaging: one head, step by step",
-             icon="➡️")
+
+def footer():
+    st.markdown("Version 4's query and key layers here are random: in a trained model they are learned, so a "
+                "token looks where it is useful — one step back, at the first token, or at a pattern seen before.")
+    st.page_link("pages/head_steps.py", label="What a trained head does instead of averaging: one head, step by "
+                 "step", icon="➡️")
+
+
+def main():
+    require_app()
+    header()
+    four_versions(toy_controls())
+    footer()
+
+
+main()

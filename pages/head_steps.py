@@ -8,141 +8,135 @@ import torch
 
 from gptviz import stepwise
 from gptviz.viz import stepwise as viz
-from ui import models, timeline
-from ui.state import HeadSteps
-from ui.common import capture, encode_prompt, intro, keep, prompt_input, student_errors
+from ui.common import capture, inspected, intro, prompt_ids
 from ui.entry import require_app
-
-require_app()
-st.title("One head, step by step")
-intro("Here one head of your model does its work for one token, with the model's own numbers: the query "
-      "asks, every earlier token's key answers, the softmax turns the answers into weights, and the weights mix "
-      "the values. Move the query through the prompt; click a step to highlight it.")
-st.page_link("pages/averaging.py", label="First: the averaging trick this replaces", icon="⬅️")
-
-entry = models.current()
-if entry is None:
-    st.stop()
-entry = timeline.pick(entry, page="steps")
-model, tok = entry.model, entry.tokenizer
-cfg = model.config
-if cfg.n_layer == 0:
-    st.info("This model is a bigram model: it has no attention heads. Train one with attention (the *single "
-            "head* preset or larger) on the **Train** page, or pick another model in the sidebar.", icon="👀")
-    st.stop()
-
-with student_errors():
-    ids = encode_prompt(entry, prompt_input(entry, page="steps"))
-labels = [tok.label(i) for i in ids]
-T = len(ids)
-_, cache = capture(entry, ids)
+from ui.head_steps import View, chart, keep_choices, matches, step_title
+from ui.state import HeadSteps
 
 
-def choose() -> tuple[int, int, int, str]:
+def header():
+    st.title("One head, step by step")
+    intro("Here one head of your model does its work for one token, with the model's own numbers: the query "
+          "asks, every earlier token's key answers, the softmax turns the answers into weights, and the weights "
+          "mix the values. Move the query through the prompt; click a step to highlight it.")
+    st.page_link("pages/averaging.py", label="First: the averaging trick this replaces", icon="⬅️")
+
+
+def has_attention(n_layer: int) -> bool:
+    if n_layer == 0:
+        st.info("This model is a bigram model: it has no attention heads. Train one with attention (the *single "
+                "head* preset or larger) on the **Train** page, or pick another model in the sidebar.", icon="👀")
+    return n_layer > 0
+
+
+def choose(n_layer: int, n_head: int, labels: list[str]) -> tuple[int, int, int, str]:
+    """The layer, head and query token, and the step to highlight."""
+    keep_choices(n_layer, n_head, len(labels))
     c1, c2, c3 = st.columns([1, 1, 4])
-    keep(HeadSteps.LAYER, lambda v: v in range(cfg.n_layer), 0)
-    keep(HeadSteps.HEAD, lambda v: v in range(cfg.n_head), 0)
-    layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}", key=HeadSteps.LAYER)
-    head = c2.selectbox("Head", range(cfg.n_head), format_func=lambda i: f"head {i}", key=HeadSteps.HEAD)
-    keep(HeadSteps.QUERY, lambda v: v in range(T), T - 1)
-    query = c3.select_slider("Query token (the one asking)", list(range(T)), key=HeadSteps.QUERY,
+    layer = c1.selectbox("Layer", range(n_layer), format_func=lambda i: f"layer {i}", key=HeadSteps.LAYER)
+    head = c2.selectbox("Head", range(n_head), format_func=lambda i: f"head {i}", key=HeadSteps.HEAD)
+    query = c3.select_slider("Query token (the one asking)", list(range(len(labels))), key=HeadSteps.QUERY,
                              format_func=lambda i: f"{i}: {labels[i]}")
-    keep(HeadSteps.FOCUS, lambda v: v in stepwise.STEPS, "softmax")
     focus = st.pills("Highlight a step", list(stepwise.STEPS), key=HeadSteps.FOCUS,
                      format_func=lambda s: f"{list(stepwise.STEPS).index(s) + 1}. {stepwise.STEPS[s][0]}")
     return layer, head, query, focus or ""
 
 
-def step_box(names: list[str], focus: str, body):
+def step_box(names: list[str], view: View, body):
     """Steps of the computation: their lines of code and their numbers; the highlighted one stands out."""
-    order = list(stepwise.STEPS)
-    numbers = [order.index(n) + 1 for n in names]
-    span = f"{numbers[0]}" if len(numbers) == 1 else f"{numbers[0]}–{numbers[-1]}"
-    chosen = focus in names
-    with st.container(border=chosen, key=HeadSteps.box(names[0])):
-        st.markdown(f"#### {'👉 ' if chosen else ''}{span}. {', '.join(stepwise.STEPS[n][0] for n in names)}")
+    with st.container(border=view.focus in names, key=HeadSteps.box(names[0])):
+        st.markdown(step_title(names, view.focus))
         st.code("\n".join(stepwise.STEPS[n][1] for n in names), language="python")
-        body()
+        body(view)
 
 
-def matches(value, hook: str, reference) -> str:
-    """How far a shown number is from the model's own recorded activation."""
-    diff = float((value - reference).abs().max())
-    return f"equals the model's own `{hook}` (largest difference {diff:.1e})"
-
-
-def chart(fig, key):
-    st.plotly_chart(fig, theme=None, width="stretch", key=key)
-
-
-layer, head, query, focus = choose()
-s = stepwise.head_steps(model, cache, layer, head, query)
-seen = labels[: s.visible]
-row_names = [f"{i}:{label}" for i, label in enumerate(labels)]
-C, hs = s.n_embd, s.head_size
-shapes = s.shapes()
-st.caption(f"Layer {layer}, head {head}; the query is token {query} ({labels[query]!r}), which may look at "
-           f"tokens 0–{query}. n_embd = {C}, head_size = {hs}.")
-hook = f"blocks.{layer}.attn"
-
-def layernormed():
-    chart(viz.vector_strip(s.x[: s.visible], seen, f"x: the LayerNorm'd residual stream, {s.visible} tokens"),
+def layernormed(v: View):
+    s = v.steps
+    chart(viz.vector_strip(s.x[: s.visible], v.seen, f"x: the LayerNorm'd residual stream, {s.visible} tokens"),
           HeadSteps.chart("input"))
     st.caption("LayerNorm gives every row mean 0 and spread 1 (then its learned scale and shift).")
 
 
-def qkv():
-    chart(viz.vector_strip(s.q[None], [labels[query]], f"q of token {query}: W_q {shapes['W_q']}"),
-          HeadSteps.chart("q"))
+def qkv(v: View):
+    s, shapes, token = v.steps, v.steps.shapes(), v.labels[v.query]
+    chart(viz.vector_strip(s.q[None], [token], f"q of token {v.query}: W_q {shapes['W_q']}"), HeadSteps.chart("q"))
     b, c = st.columns(2)
     with b:
-        chart(viz.vector_strip(s.k[: s.visible], seen, f"k: W_k {shapes['W_k']}"), HeadSteps.chart("k"))
+        chart(viz.vector_strip(s.k[: s.visible], v.seen, f"k: W_k {shapes['W_k']}"), HeadSteps.chart("k"))
     with c:
-        chart(viz.vector_strip(s.v[: s.visible], seen, f"v: W_v {shapes['W_v']}"), HeadSteps.chart("v"))
-    st.caption(f"Three Linear layers map each {C}-number row to {hs} numbers; q "
-               + matches(s.q, f"{hook}.q", cache[f"{hook}.q"][0, head, query]) + ".")
+        chart(viz.vector_strip(s.v[: s.visible], v.seen, f"v: W_v {shapes['W_v']}"), HeadSteps.chart("v"))
+    st.caption(f"Three Linear layers map each {s.n_embd}-number row to {s.head_size} numbers; q "
+               + matches(s.q, f"{v.hook}.q", v.cache[f"{v.hook}.q"][0, v.head, v.query]) + ".")
 
 
-def scores_table():
+def scores_table(v: View):
+    s, hook = v.steps, v.hook
     score_steps = ["dots", "scaled", "masked", "softmax"]
-    frame = pd.DataFrame({"key token": row_names, **{stepwise.STEPS[n][0]: getattr(s, a).numpy() for n, a in
+    rows = [f"{i}:{label}" for i, label in enumerate(v.labels)]
+    frame = pd.DataFrame({"key token": rows, **{stepwise.STEPS[n][0]: getattr(s, a).numpy() for n, a in
                           zip(score_steps, ["dots", "scaled", "masked", "pattern_row"])}})
     styled = frame.style.format(precision=4)
-    if focus in score_steps:
-        styled = styled.set_properties(subset=[stepwise.STEPS[focus][0]], **{"background-color": "#FBE3B3"})
+    if v.focus in score_steps:
+        styled = styled.set_properties(subset=[stepwise.STEPS[v.focus][0]], **{"background-color": "#FBE3B3"})
     st.dataframe(styled, hide_index=True)
-    st.caption(f"÷√{hs} = ÷{math.sqrt(hs):.2f} keeps the scores' spread near 1, so the softmax stays soft. "
-               "Scores " + matches(s.masked[: s.visible], f"{hook}.scores", cache[f"{hook}.scores"][0, head, query,
-                                   : s.visible]) + "; the softmax " + matches(s.pattern_row, f"{hook}.pattern",
-                                   cache[f"{hook}.pattern"][0, head, query])
+    scores = v.cache[f"{hook}.scores"][0, v.head, v.query, : s.visible]
+    st.caption(f"÷√{s.head_size} = ÷{math.sqrt(s.head_size):.2f} keeps the scores' spread near 1, so the softmax "
+               "stays soft. Scores " + matches(s.masked[: s.visible], f"{hook}.scores", scores) + "; the softmax "
+               + matches(s.pattern_row, f"{hook}.pattern", v.cache[f"{hook}.pattern"][0, v.head, v.query])
                + ": the row the Attention page draws.")
 
 
-def weighted():
-    chart(viz.vector_strip(s.z[None], [labels[query]], "out = Σ weight × v"), HeadSteps.chart("z"))
+def weighted(v: View):
+    s = v.steps
+    chart(viz.vector_strip(s.z[None], [v.labels[v.query]], "out = Σ weight × v"), HeadSteps.chart("z"))
     st.caption("Each value row is multiplied by its weight from the softmax and the rows are added up; this "
-               + matches(s.z, f"{hook}.z", cache[f"{hook}.z"][0, head, query]) + ".")
+               + matches(s.z, f"{v.hook}.z", v.cache[f"{v.hook}.z"][0, v.head, v.query]) + ".")
 
 
-def concatenated():
-    chart(viz.vector_strip(s.concat[None], [labels[query]], f"all {cfg.n_head} heads side by side (this head outlined)",
-                           highlight_cols=(head * hs, (head + 1) * hs)), HeadSteps.chart("concat"))
+def concatenated(v: View):
+    hs = v.steps.head_size
+    chart(viz.vector_strip(v.steps.concat[None], [v.labels[v.query]],
+                           f"all {v.n_head} heads side by side (this head outlined)",
+                           highlight_cols=(v.head * hs, (v.head + 1) * hs)), HeadSteps.chart("concat"))
 
 
-def projected():
-    chart(viz.vector_strip(s.attn_out[None], [labels[query]], f"proj {shapes['W_o']}"), HeadSteps.chart("proj"))
-    st.caption("This " + matches(s.attn_out, f"{hook}.out", cache[f"{hook}.out"][0, query]) + ".")
+def projected(v: View):
+    s = v.steps
+    chart(viz.vector_strip(s.attn_out[None], [v.labels[v.query]], f"proj {s.shapes()['W_o']}"),
+          HeadSteps.chart("proj"))
+    st.caption("This " + matches(s.attn_out, f"{v.hook}.out", v.cache[f"{v.hook}.out"][0, v.query]) + ".")
 
 
-def added():
+def added(v: View):
+    s, name = v.steps, f"blocks.{v.layer}.resid_mid"
     stream = torch.stack([s.resid_pre, s.attn_out, s.resid_mid])
     chart(viz.vector_strip(stream, ["stream before", "+ attention", "= stream after"],
-                           f"the residual stream at token {query}"), HeadSteps.chart("residual"))
-    st.caption("The block's MLP reads the stream after; it " + matches(
-        s.resid_mid, f"blocks.{layer}.resid_mid", cache[f"blocks.{layer}.resid_mid"][0, query]) + ".")
+                           f"the residual stream at token {v.query}"), HeadSteps.chart("residual"))
+    st.caption("The block's MLP reads the stream after; it "
+               + matches(s.resid_mid, name, v.cache[name][0, v.query]) + ".")
 
 
-for names, body in [(["input"], layernormed), (["qkv"], qkv), (["dots", "scaled", "masked", "softmax"], scores_table),
-                    (["weighted"], weighted), (["concat"], concatenated), (["proj"], projected),
-                    (["residual"], added)]:
-    step_box(names, focus, body)
+STEP_BOXES = [(["input"], layernormed), (["qkv"], qkv), (["dots", "scaled", "masked", "softmax"], scores_table),
+              (["weighted"], weighted), (["concat"], concatenated), (["proj"], projected), (["residual"], added)]
+
+
+def main():
+    require_app()
+    header()
+    entry = inspected("steps")
+    cfg = entry.model.config
+    if not has_attention(cfg.n_layer):
+        return
+    ids = prompt_ids(entry, page="steps")
+    labels = [entry.tokenizer.label(i) for i in ids]
+    _, cache = capture(entry, ids)
+    layer, head, query, focus = choose(cfg.n_layer, cfg.n_head, labels)
+    steps = stepwise.head_steps(entry.model, cache, layer, head, query)
+    st.caption(f"Layer {layer}, head {head}; the query is token {query} ({labels[query]!r}), which may look at "
+               f"tokens 0–{query}. n_embd = {steps.n_embd}, head_size = {steps.head_size}.")
+    view = View(steps, cache, labels, layer, head, query, focus, cfg.n_head)
+    for names, body in STEP_BOXES:
+        step_box(names, view, body)
+
+
+main()

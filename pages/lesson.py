@@ -6,12 +6,12 @@ from ui import lesson, state
 from ui.common import intro
 from ui.entry import require_app
 
-require_app()
-lesson.follow()
-st.title("Let's build GPT: a lesson")
-intro("Eight steps from text to a GPT, in the order of Karpathy's lecture. Each button sets the step up — "
-      "the right text, preset or model, the right page and settings — and says what to look for. Every page "
-      "stays in the sidebar; a teacher can switch on *Larger text* there for a projector.")
+
+def header():
+    st.title("Let's build GPT: a lesson")
+    intro("Eight steps from text to a GPT, in the order of Karpathy's lecture. Each button sets the step up — "
+          "the right text, preset or model, the right page and settings — and says what to look for. Every page "
+          "stays in the sidebar; a teacher can switch on *Larger text* there for a projector.")
 
 
 def step_card(number: int, step: lesson.Step, current: bool):
@@ -23,8 +23,19 @@ def step_card(number: int, step: lesson.Step, current: bool):
                   type="primary" if current else "secondary", icon="▶️")
 
 
-titles = [s.title for s in lesson.STEPS]
-done = state.get(state.Lesson.DONE)
-upcoming = titles.index(done) + 1 if done in titles else 0  # the step after the one set up last
-for n, step in enumerate(lesson.STEPS):
-    step_card(n + 1, step, current=n == upcoming)
+def upcoming(steps: list[lesson.Step], done: str | None) -> int:
+    """The step after the one set up last (the first when none was)."""
+    titles = [s.title for s in steps]
+    return titles.index(done) + 1 if done in titles else 0
+
+
+def main():
+    require_app()
+    lesson.follow()
+    header()
+    current = upcoming(lesson.STEPS, state.get(state.Lesson.DONE))
+    for n, step in enumerate(lesson.STEPS):
+        step_card(n + 1, step, current=n == current)
+
+
+main()

@@ -41,6 +41,20 @@ def app():
     return at
 
 
+@pytest.fixture
+def page(app, request):
+    """The page named by the test module's PAGE, opened in a fresh session, after putting the module's PROMPT
+    (if it has one) in the prompt box every page shares."""
+    from ui import state
+
+    prompt = getattr(request.module, "PROMPT", None)
+    if prompt is not None:
+        app.session_state[state.PROMPT] = prompt
+    app.switch_page(request.module.PAGE).run()
+    assert not app.exception, app.exception
+    return app
+
+
 @pytest.fixture(scope="session")
 def ckpt():
     """The bundled checkpoint the app opens on, loaded directly (what the pages should agree with)."""

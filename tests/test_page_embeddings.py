@@ -2,7 +2,6 @@
 
 
 import numpy as np
-import pytest
 import torch
 from torch.nn import functional as F
 
@@ -22,11 +21,7 @@ def points(at):
     return out
 
 
-@pytest.fixture
-def page(app):
-    app.switch_page("pages/embeddings.py").run()
-    assert not app.exception, app.exception
-    return app
+PAGE = "pages/embeddings.py"  # opened by the `page` fixture (tests/conftest.py)
 
 
 def test_tokens_are_points_in_2d_then_3d(page, ckpt):

@@ -14,7 +14,7 @@ from ui import state
 
 from figures import array, bars, figure, metric
 
-PROMPT = "ROMEO:\nWhat say you to "
+PAGE, PROMPT = "pages/layers.py", "ROMEO:\nWhat say you to "  # for the `page` fixture (tests/conftest.py)
 
 
 def lens_rows(at):
@@ -23,12 +23,6 @@ def lens_rows(at):
     return [(m.group(1), int(m.group(2))) for m in (re.fullmatch(r"(.+?)\s+\(#(\d+)\)", t) for t in ticks)]
 
 
-@pytest.fixture
-def page(app):
-    app.session_state[state.PROMPT] = PROMPT
-    app.switch_page("pages/layers.py").run()
-    assert not app.exception, app.exception
-    return app
 
 
 def session_model(at):

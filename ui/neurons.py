@@ -50,3 +50,18 @@ def validation_tokens(entry: ModelEntry) -> torch.Tensor | None:
 def index(entry: ModelEntry, tokens: torch.Tensor) -> neurons.NeuronIndex:
     digest = hashlib.sha256(tokens.numpy().tobytes()).hexdigest()[:16]
     return _scan(neurons.fingerprint(entry.model), digest, entry.model, tokens)
+
+
+def keep_choice(n_layer: int, n_neurons: int, strongest: int | None = None):
+    """A remembered layer or neuron this model does not have goes back to the first layer / the strongest neuron."""
+    if st.session_state.get(state.Neurons.LAYER) not in range(n_layer):
+        st.session_state[state.Neurons.LAYER] = 0
+    if strongest is not None and st.session_state.get(state.Neurons.NEURON) not in range(n_neurons):
+        st.session_state[state.Neurons.NEURON] = strongest
+
+
+def on_bar_click(top: list):
+    """A click on one of the prompt's strongest neurons picks it."""
+    points = (st.session_state.get(state.Neurons.BARS) or {}).get("selection", {}).get("points", [])
+    if points and points[0].get("point_index") is not None:
+        st.session_state[state.Neurons.NEURON] = top[points[0]["point_index"]][0]

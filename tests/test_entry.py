@@ -1,11 +1,9 @@
 """The pages/ folder workaround (ui/entry.py) leans on Streamlit's private multipage flag: these tests fail when a
 Streamlit upgrade moves or renames what it relies on (end to end, tests/browser checks a deep link on a fresh server)."""
 
-import inspect
 from pathlib import Path
 
 from streamlit.runtime.pages_manager import PagesManager
-from streamlit.runtime.scriptrunner import script_runner
 from streamlit.testing.v1 import app_test
 
 from ui import entry, state
@@ -26,16 +24,25 @@ def test_the_flag_decides_legacy_mode_once_and_then_sticks():
         PagesManager.uses_pages_directory = saved
 
 
-def test_the_script_runner_and_st_navigation_use_the_same_flag():
-    from streamlit.commands import navigation
-
-    assert "PagesManager.uses_pages_directory" in inspect.getsource(script_runner.ScriptRunner)
-    assert "PagesManager.uses_pages_directory = False" in inspect.getsource(navigation.navigation)
+def test_st_navigation_clears_the_flag_that_use_navigation_mode_clears(tmp_path):
+    """What ui/entry.py imitates: an app with a pages/ folder starts in legacy mode (the script runner reads the
+    flag), and its st.navigation call leaves the server-wide flag False."""
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "pages" / "one.py").write_text("import streamlit as st\nst.write('inside the page')\n")
+    (tmp_path / "app.py").write_text("import streamlit as st\nst.navigation([st.Page('pages/one.py')]).run()\n")
+    saved = PagesManager.uses_pages_directory
+    try:
+        PagesManager.uses_pages_directory = True  # what a fresh server with pages/ decides
+        at = app_test.AppTest.from_file(str(tmp_path / "app.py"))
+        at.run()
+        assert not at.exception and [m.value for m in at.markdown] == ["inside the page"]
+        assert PagesManager.uses_pages_directory is False
+    finally:
+        PagesManager.uses_pages_directory = saved
 
 
 def test_apptest_resets_its_own_copy_and_leaves_the_servers_flag_alone(app):
     assert issubclass(app_test.PagesManager, PagesManager) and app_test.PagesManager is not PagesManager
-    assert "PagesManager.uses_pages_directory = None" in inspect.getsource(app_test.AppTest)
     app.run()
     assert PagesManager.uses_pages_directory is False  # st.navigation ran and AppTest did not undo it
     app.switch_page("pages/train.py").run()

@@ -121,14 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _loadtest(argv: list[str]) -> int:
-    """The load test drives a real Streamlit server, so it lives beside the app (tools/), not in the engine."""
-    try:
-        from tools import loadtest
-    except ImportError:
+    """The load test drives a real Streamlit server, so it lives beside the app (tools/), not in the engine:
+    it runs in a process of its own (`python -m tools loadtest`), and the engine never imports tools/."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "tools" / "loadtest.py").exists():
         print("error: the load test is tools/loadtest.py of the gptviz repository: run this from its root folder.",
               file=sys.stderr)
         return 2
-    return loadtest.main(argv, prog="python -m gptviz loadtest")
+    cmd = [sys.executable, "-m", "tools", "--prog", "python -m gptviz loadtest", "loadtest", *argv]
+    try:
+        return subprocess.call(cmd, cwd=root)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _serve(args, extra: list[str]) -> int:

@@ -248,17 +248,20 @@ class Run:
             self.group = self.id
 
 
+# What happens to a dropped tab's runs, by who registered it: ui/training stops its trainings (or leaves a
+# training others share). A registry, so that this module, which every ui module imports, imports none of them.
+ON_TAB_DROP: dict[str, object] = {}
+
+
 @st.cache_resource(show_spinner=False)
 def tabs() -> TabStore:
     """Every tab's runs on this server (kept GPTVIZ_RUNS_TTL_HOURS after the tab was last seen)."""
-    return TabStore(on_drop=_stop_runs)
+    return TabStore(on_drop=_tab_dropped)
 
 
-def _stop_runs(tab: Tab):
-    """A dropped tab's trainings stop (or leave a training others share, which goes on for them)."""
-    from . import training  # training imports this module
-
-    training.stop(list(tab.runs.values()))
+def _tab_dropped(tab: Tab):
+    for then in list(ON_TAB_DROP.values()):
+        then(tab)
 
 
 def tab() -> Tab:

@@ -230,6 +230,9 @@ def stop(runs: list[state.Run]):
             job_queue().cancel(r.trainer)
 
 
+state.ON_TAB_DROP["training"] = lambda tab: stop(list(tab.runs.values()))  # a dropped tab's trainings stop
+
+
 def save(run: state.Run):
     """on_click of Save: write the run as a checkpoint under the name typed by the student."""
     name = st.session_state[Train.SAVE_NAME].strip()

@@ -64,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (_train_command, _sample_command, _inspect_command, _ladder_command, _bench_command,
+                        _serve_command, _loadtest_command):  # in the order --help lists them
+        add_command(sub)
+    return p
 
+
+def _train_command(sub):
     t = sub.add_parser("train", help="train a model and save a checkpoint")
     _data_args(t)
     _model_args(t)
@@ -76,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the checkpoint as NAME.rankR.safetensors, to check that all ranks agree")
     t.set_defaults(func=cmd_train)
 
+
+def _sample_command(sub):
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     _checkpoint_arg(s)
     s.add_argument("--prompt", default="\n")
@@ -83,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(s)
     s.set_defaults(func=cmd_sample)
 
+
+def _inspect_command(sub):
     i = sub.add_parser("inspect", help="tokens, attention patterns and next-token candidates for a prompt")
     _checkpoint_arg(i)
     i.add_argument("--prompt", required=True)
@@ -90,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON (the default prints a summary)")
     i.set_defaults(func=cmd_inspect)
 
+
+def _ladder_command(sub):
     lad = sub.add_parser("ladder", help="train the lecture's ladder (bigram -> GPT) with equal budgets")
     _data_args(lad)
     _train_args(lad)
@@ -98,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     lad.add_argument("--json", default=None, help="also write the results to this JSON file")
     lad.set_defaults(func=cmd_ladder)
 
+
+def _bench_command(sub):
     b = sub.add_parser("bench", help="measure speed (tokens/s, ms, MFU) and time to val loss 2.0")
     b.add_argument("--rounds", type=int, default=5, help="interleaved rounds per implementation")
     b.add_argument("--steps", type=int, default=10, help="training steps timed per round")
@@ -106,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
     b.set_defaults(func=cmd_bench)
 
+
+def _serve_command(sub):
     sv = sub.add_parser("serve", help="start the app for a class (streamlit run app.py); other options go to streamlit")
     sv.add_argument("--port", type=int, default=8501, help="students open http://THIS-COMPUTER:PORT (default 8501)")
     sv.add_argument("--ray", nargs="?", const="auto", default=None, metavar="HOST:PORT",
@@ -115,9 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where trainings run: threads, processes or ray (default: worker processes; ray with --ray)")
     sv.add_argument("--max-trainings", type=int, default=None, help="trainings at once on this computer")
 
+
+def _loadtest_command(sub):
     sub.add_parser("loadtest", add_help=False,
                    help="the classroom load test: 30 students against one app server (--help for its options)")
-    return p
 
 
 def _loadtest(argv: list[str]) -> int:

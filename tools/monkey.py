@@ -9,6 +9,11 @@ and very long text, uploads of random bytes, clicks on charts). After each one t
 student must never see: an exception box, Streamlit's redacted "This app has encountered an error", a
 traceback in the server's log, or a sidebar that shows another model than the one the student chose.
 A failure is printed with the seed and the session's actions, which replay the same choices.
+
+A failure is always the app's: the monkey knows which actions change the model on purpose (the sidebar
+picker, a good checkpoint opened there, a lesson button that opens the bundled model — read from the
+lesson's own steps — and a finished run opening itself), and a fault in its own code is raised as a
+`MonkeyBug`, never counted as a failure of the app.
 tests/browser/test_monkey.py runs a short version in CI.
 """
 
@@ -30,6 +35,8 @@ from playwright.sync_api import sync_playwright
 
 from tools.chromium import launch, wait_idle
 from tools.server import ROOT, Server
+from ui import lesson, state
+from ui.models import ModelKey
 
 CHECKPOINT = ROOT / "checkpoints" / "shakespeare-char.safetensors"
 SIDEBAR_PICKER = "[data-testid=stSidebar] [data-testid=stSelectbox] input[role=combobox]"
@@ -37,6 +44,22 @@ ERROR_BOX = "[data-testid=stException]"
 ACTION_TIMEOUT_MS = 10_000  # a click or key press that cannot happen by then is skipped as "blocked"
 REDACTED = "This app has encountered an error"
 SKIP_BUTTONS = ("Run the whole ladder",)  # five trainings per click: minutes of CPU, nothing new to try
+
+
+def sidebar_label(key: str) -> str:
+    """The picker's label of a server checkpoint's key ("ckpt:NAME" -> "💾 NAME", as ui/models.py shows it)."""
+    parsed = ModelKey.parse(key)
+    assert parsed.kind == ModelKey.CKPT, key  # a lesson step opens a checkpoint on the server, never a run
+    return f"💾 {parsed.name}"
+
+
+# Buttons that open a model on purpose: button label -> the model the sidebar must then show.
+MODEL_BUTTONS = {step.button: sidebar_label(step.settings[state.MODEL]) for step in lesson.STEPS
+                 if state.MODEL in step.settings}
+
+
+class MonkeyBug(Exception):
+    """A fault in the monkey's own code: a bug in the tool, never a failure of the app."""
 
 # kind -> (CSS selector of the widgets it acts on, weight). "reload" acts on the page itself.
 KINDS = {
@@ -97,6 +120,14 @@ def odd_text(rng: random.Random) -> str:
     return rng.choice(ODD_TEXTS) + rng.choice(["", "ROMEO:", rng.choice(ODD_TEXTS)])
 
 
+def damaged(good: bytes, rng: random.Random) -> bytes:
+    """The first 0..len-1 bytes of a file, with up to 20 bits flipped (none in an empty cut)."""
+    cut = bytearray(good[:rng.randrange(len(good))] if good else b"")
+    for _ in range(rng.randint(0, 20) if cut else 0):
+        cut[rng.randrange(len(cut))] ^= 1 << rng.randrange(8)
+    return bytes(cut)
+
+
 def upload_file(rng: random.Random, accept: str) -> dict:
     """A file a student (or a broken disk) might pick: random bytes, a text, or a damaged checkpoint."""
     ext = rng.choice([e.strip() for e in (accept or ".txt").split(",") if e.strip()] + [".bin"])
@@ -105,11 +136,7 @@ def upload_file(rng: random.Random, accept: str) -> dict:
     if ext == ".safetensors" and roll < 0.25:
         data, what = good, "the bundled checkpoint"
     elif ext == ".safetensors" and roll < 0.5:
-        cut = bytearray(good[:rng.randrange(len(good))])
-        for _ in range(rng.randint(0, 20)):
-            if cut:
-                cut[rng.randrange(len(cut))] ^= 1 << rng.randrange(8)
-        data, what = bytes(cut), "a damaged checkpoint"
+        data, what = damaged(good, rng), "a damaged checkpoint"
     elif roll < 0.75:
         data, what = odd_text(rng).encode("utf-8", "surrogatepass") * rng.randint(1, 50), "a text"
     else:
@@ -188,6 +215,9 @@ class Student:
         el.click()
         if "Delete this model" in t["label"]:  # the picker falls back to another model: the app's choice
             self.chosen = None
+        opens = [model for button, model in MODEL_BUTTONS.items() if button in t["label"]]
+        if opens:  # a lesson step that opens a model: the student chose it by clicking
+            self.chosen = opens[0]
 
     def _slider_keys(self, el, t):
         keys = [self.rng.choice(["ArrowLeft", "ArrowRight", "Home", "End", "PageUp", "PageDown"])
@@ -237,6 +267,10 @@ class Student:
             self.page.keyboard.press("Escape")
             return
         texts = options.all_inner_texts()
+        if not texts:  # the list closed between the wait and the read (a rerun redrew it)
+            self.log("select", t["label"], "<options gone>")
+            self.page.keyboard.press("Escape")
+            return
         n = self.rng.randrange(len(texts))
         self.log("select", t["label"], texts[n])
         options.nth(n).click()
@@ -297,6 +331,19 @@ class Student:
         return found
 
 
+def one_turn(student: Student, counts: Counter) -> list[str]:
+    """One action and the checks after it: what the app did wrong. A fault of the monkey raises MonkeyBug."""
+    try:
+        kind = student.step()
+        counts[kind] += 1
+        return student.problems()
+    except PlaywrightError as e:  # the page never settled: the app's (the browser did all that was asked)
+        return [f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"]
+    except Exception as e:  # anything else is the monkey's own fault: stop and say so
+        raise MonkeyBug(f"the monkey itself failed in session {student.index} after "
+                        f"{student.actions[-1:] or 'no action'}: {type(e).__name__}: {e}") from e
+
+
 def run(browser, url: str, seconds: float, seed: int, log_errors, sessions: int = 3,
         stop_at_first: bool = True, progress=None) -> Report:
     """Drive `sessions` students on the server at `url` for `seconds`; `log_errors()` lists the server's errors."""
@@ -310,12 +357,7 @@ def run(browser, url: str, seconds: float, seed: int, log_errors, sessions: int 
         while time.monotonic() - start < seconds:
             student = students[turn % sessions]
             turn += 1
-            try:
-                kind = student.step()
-                report.counts[kind] += 1
-                problems = student.problems()
-            except Exception as e:  # the page never settled, or a widget vanished mid-action
-                problems = [f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"]
+            problems = one_turn(student, report.counts)
             errors = log_errors()
             problems += [f"server log: {line}" for line in errors[known_errors:]]
             known_errors = len(errors)

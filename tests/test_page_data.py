@@ -164,3 +164,36 @@ def test_a_text_that_teaches_bpe_no_merge_says_so_instead_of_a_slider(page):
     assert not page.exception, page.exception
     assert any("no merge" in i.value for i in page.info)
     assert not [s for s in page.slider if s.key == "data_replay_n"]
+
+
+def test_a_newly_registered_tokenizer_is_a_choice_here_and_named_on_the_train_page(page):
+    """The README's recipe end to end: one registered class, and the Data and Train pages offer and name it."""
+    from gptviz import tokenizers
+
+    @tokenizers.register
+    class Upper(tokenizers.CharTokenizer):
+        kind, title = "upper", "Upper-case characters"
+
+        @classmethod
+        def build(cls, text, vocab_size=None):
+            return cls("".join(sorted(set(text.upper()))))
+
+        def encode(self, text, unknown=None):
+            return super().encode(text.upper(), unknown)
+
+        def to_dict(self):
+            return {"kind": "upper", "chars": self.chars}
+
+    try:
+        page.run()  # the radio is drawn again with the registry as it is now
+        radio = page.radio(key="tokenizer_kind")
+        assert radio.options == ["Characters", "GPT-2 BPE (50,257 tokens)", "BPE trained on this text",
+                                 "Upper-case characters"]
+        radio.set_value("upper").run()
+        assert not page.exception and metrics(page)["Vocabulary"] == str(len(set(corpus_text("tinyshakespeare")
+                                                                                 .upper())))
+        page.switch_page("pages/train.py").run()
+        assert not page.exception, page.exception
+        assert any("Upper-case characters" in c.value for c in page.caption)
+    finally:
+        del tokenizers.KINDS["upper"]

@@ -8,6 +8,7 @@ other file spells a key.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -250,7 +251,7 @@ class Run:
 
 # What happens to a dropped tab's runs, by who registered it: ui/training stops its trainings (or leaves a
 # training others share). A registry, so that this module, which every ui module imports, imports none of them.
-ON_TAB_DROP: dict[str, object] = {}
+ON_TAB_DROP: dict[str, Callable[[Tab], None]] = {}
 
 
 @st.cache_resource(show_spinner=False)

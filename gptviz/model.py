@@ -141,28 +141,32 @@ class CausalSelfAttention(nn.Module):
         if past_kv is not None:  # generation: keys and values of earlier tokens are remembered
             k, v = past_kv.extend(k, v)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        T_k = k.size(2)
-
-        if self.hook_scores.active or self.hook_pattern.active:
-            # The lecture's explicit attention, used when someone wants to see the pattern.
-            scores = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(k.size(-1)))
-            # query i (at absolute position T_k - T + i) may look at keys 0..T_k - T + i
-            causal = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(diagonal=T_k - T)
-            scores = self.hook_scores(scores.masked_fill(~causal, float("-inf")))
-            pattern = self.hook_pattern(F.softmax(scores, dim=-1))
-            z = self.attn_dropout(pattern) @ v
-        else:
-            # The same computation, fused into one kernel (fast; used in training).
-            causal = T > 1 and T == T_k  # one new query or a prefix-free prompt: no explicit mask needed
-            mask = None
-            if T > 1 and T != T_k:
-                mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(diagonal=T_k - T)
-            z = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
-            )
-        z = self.hook_z(z)
+        watched = self.hook_scores.active or self.hook_pattern.active
+        z = self.hook_z(self._explicit(q, k, v) if watched else self._fused(q, k, v))
         y = z.transpose(1, 2).contiguous().view(B, T, C)  # concatenate the heads again
         return self.hook_out(self.resid_dropout(self.c_proj(y)))
+
+    def _explicit(self, q, k, v):
+        """The lecture's attention, step by step: used when someone wants to see the scores or the pattern."""
+        scores = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(k.size(-1)))
+        scores = self.hook_scores(scores.masked_fill(~_causal_mask(q, k), float("-inf")))
+        pattern = self.hook_pattern(F.softmax(scores, dim=-1))
+        return self.attn_dropout(pattern) @ v
+
+    def _fused(self, q, k, v):
+        """The same computation in one kernel (fast; used in training)."""
+        T, T_k = q.size(2), k.size(2)
+        offset = T > 1 and T != T_k  # new tokens after cached ones: the mask's diagonal moves right
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=_causal_mask(q, k) if offset else None, is_causal=T > 1 and T == T_k,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+
+
+def _causal_mask(q, k) -> torch.Tensor:
+    """(T, T_k), True where query i (at absolute position T_k - T + i) may look: keys 0..T_k - T + i."""
+    T, T_k = q.size(2), k.size(2)
+    return torch.ones(T, T_k, dtype=torch.bool, device=q.device).tril(diagonal=T_k - T)
 
 
 class MLP(nn.Module):

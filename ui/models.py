@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import streamlit as st
 
+from gptviz import limits
 from gptviz.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint
 from gptviz.errors import GptvizError
 from gptviz.model import GPT
@@ -143,9 +144,21 @@ def delete(key: str):
     st.session_state[state.MODEL] = None  # the picker falls back to the first model left
 
 
+@st.cache_resource(show_spinner=False)
+def server_upload_limit() -> int:
+    """The server's upload limit, set by the app itself: a config.toml in another working directory (or
+    none: Streamlit's 200 MB) must not decide it. Read on every upload request, so it holds from now on."""
+    from streamlit import config
+
+    config.set_option("server.maxUploadSize", limits.CHECKPOINT_MAX_MB, "gptviz.limits")
+    return limits.CHECKPOINT_MAX_MB
+
+
 def uploader():
     """Open a checkpoint file from the student's computer: it joins this session's models only."""
-    upload = st.sidebar.file_uploader("Open a checkpoint (.safetensors)", type=["safetensors"], key=state.MODEL_UPLOAD)
+    upload = st.sidebar.file_uploader(f"Open a checkpoint (.safetensors, up to {server_upload_limit()} MB)",
+                                      type=["safetensors"], key=state.MODEL_UPLOAD,
+                                      max_upload_size=limits.CHECKPOINT_MAX_MB)
     if upload is None or upload.file_id == st.session_state.get(state.MODEL_UPLOAD_ID):
         return
     st.session_state[state.MODEL_UPLOAD_ID] = upload.file_id

@@ -9,7 +9,7 @@ from typing import Callable
 import streamlit as st
 import torch
 
-from gptviz import budget, runs
+from gptviz import budget, limits, runs
 from gptviz.backends import Backend
 from gptviz.bench import matmul_peak_gflops
 from gptviz.checkpoints import checkpoint_path, free_name, save_checkpoint
@@ -27,7 +27,7 @@ from .state import train_setting as key
 
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embd", "mlp", "residual", "layernorm")
 DEFAULT_PRESET = "gpt"
-LEARNING_RATES = [1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 1e-1, 1.0]  # the slider's stops
+LEARNING_RATES = list(limits.TRAIN["learning_rate"].options)  # the slider's stops
 ABANDON_AFTER_S = 120  # a run nobody has watched this long stops (a Wi-Fi blip is shorter)
 
 
@@ -45,16 +45,42 @@ def init_defaults():
         st.session_state.setdefault(key(name), _from_link(key(name), value))
 
 
-def _from_link(name: str, default):
+def clamp_link() -> list[str]:
+    """A shared link's settings outside the Train page's ranges (typed by hand, or saved before a range
+    changed) move to the nearest allowed value: one note per setting moved, instead of a broken page."""
+    notes = []
+    t = TrainConfig()
+    defaults = {**preset_values(DEFAULT_PRESET), "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+                "max_iters": t.max_iters, "eval_interval": t.eval_interval, "seed": t.seed}
+    for name in limits.TRAIN:
+        text = st.query_params.get(key(name))
+        if text is None:
+            continue
+        value = _from_link(key(name), None, type(defaults[name]))
+        if value is None:
+            del st.query_params[key(name)]
+            notes.append(f"The link's {name} ({text[:20]!r}) is not a number: the default is used.")
+            continue
+        near, moved = limits.clamp(name, value)
+        if moved:
+            st.query_params[key(name)] = str(near)
+            st.session_state.pop(key(name), None)  # the widget takes the corrected link value
+            notes.append(f"The link's {name} {text[:20]} is outside what this page allows: {near:g} is used.")
+    return notes
+
+
+def _from_link(name: str, default, kind: type | None = None):
     """A shared link's setting (a query parameter) when it is valid, else the default."""
     text = st.query_params.get(name)
     if text is None:
         return default
+    kind = kind or type(default)
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             return {"true": True, "false": False}[text.lower()]
-        return type(default)(text)
-    except (KeyError, ValueError):
+        value = kind(float(text)) if kind is int else kind(text)  # "1e9" or "64.0" for a whole number too
+        return value if kind is not float or value == value and abs(value) != float("inf") else default
+    except (KeyError, ValueError, OverflowError):
         return default
 
 
@@ -66,7 +92,7 @@ def apply_preset():
 
 def head_choices(n_embd: int) -> list[int]:
     """Only head counts that divide n_embd: every head gets an equal slice."""
-    return [h for h in range(1, 17) if n_embd % h == 0]
+    return [h for h in range(1, int(limits.TRAIN["n_head"].high) + 1) if n_embd % h == 0]
 
 
 def keep_head_valid() -> list[int]:

@@ -1,0 +1,172 @@
+"""One student can never take the class down: each attack of issue 21, reproduced, then refused with a
+message meant for a student (the rest of the class notices nothing)."""
+
+import json
+import struct
+
+import pytest
+import torch
+
+from gptviz import limits
+from gptviz.checkpoints import CHECKPOINT_DIR, load_checkpoint, to_bytes
+from gptviz.errors import CheckpointError
+from gptviz.model import GPT, GPTConfig
+from gptviz.tokenizers import BPE_MAX_TOKEN_BYTES, CharTokenizer, from_dict
+from ui import state
+
+
+def tiny(**over) -> tuple[GPT, CharTokenizer]:
+    tok = CharTokenizer("abcdefgh ")
+    return GPT(GPTConfig(**{"vocab_size": tok.vocab_size, "block_size": 8, "n_layer": 1, "n_head": 1,
+                            "n_embd": 8, **over})), tok
+
+
+def with_header(data: bytes, section: str, text: str) -> bytes:
+    """The same checkpoint with one of its JSON sections replaced (the header is rewritten whole)."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"][section] = text
+    new = json.dumps(header).encode()
+    new += b" " * (-len(new) % 8)
+    return struct.pack("<Q", len(new)) + new + data[8 + n:]
+
+
+# --- the tokenizer that doubles itself -----------------------------------------------------------
+
+def test_a_bpe_whose_merges_double_a_token_is_refused_before_it_is_built():
+    merges = [[32, 32]] + [[256 + i, 256 + i] for i in range(40)]  # token 256+i is 2**(i+1) spaces
+    with pytest.raises(CheckpointError, match="longer than 1 MB in all"):
+        from_dict({"kind": "bpe", "merges": merges})
+
+
+def test_a_bpe_just_under_the_byte_cap_still_loads():
+    merges = [[32, 32]] + [[256 + i, 256 + i] for i in range(17)]  # the longest token: 2**18 bytes
+    tok = from_dict({"kind": "bpe", "merges": merges})
+    assert sum(len(tok.token_bytes(i)) for i in range(tok.vocab_size)) <= BPE_MAX_TOKEN_BYTES
+    assert tok.token_bytes(tok.vocab_size - 1) == b" " * 2**18
+
+
+def test_a_checkpoint_with_the_doubling_tokenizer_gets_a_checkpoint_message():
+    model, tok = tiny(vocab_size=300)
+    data = with_header(to_bytes(model, tok), "tokenizer",
+                       json.dumps({"kind": "bpe", "merges": [[32, 32]] + [[256 + i, 256 + i] for i in range(40)]}))
+    with pytest.raises(CheckpointError, match="tokenizer is damaged"):
+        load_checkpoint(data)
+
+
+# --- numbers in the JSON ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("history, words", [
+    ('{"history": {"step": [' + "9" * 5000 + "]}}", "5,000-digit number"),
+    ('{"history": {"train_loss": [NaN]}}', "NaN, which is not a number"),
+    ('{"history": {"val_loss": [Infinity]}}', "Infinity, which is not a number"),
+    ('{"history": {"val_loss": [1e999]}}', "too large to be a float"),
+    ('{"seed": -' + "1" * 40 + "}", "41-digit number"),
+])
+def test_numbers_in_the_meta_json_are_bounded(history, words):
+    model, tok = tiny()
+    with pytest.raises(CheckpointError, match=words):
+        load_checkpoint(with_header(to_bytes(model, tok), "meta", history))
+
+
+def test_ordinary_numbers_in_the_meta_json_load():
+    model, tok = tiny()
+    ck = load_checkpoint(with_header(to_bytes(model, tok), "meta", '{"history": {"step": [0, 10], "val_loss": [2.5, null]}}'))
+    assert ck.meta["history"]["step"] == [0, 10] and ck.meta["history"]["val_loss"] == [2.5, None]
+
+
+# --- models larger than the app can show -------------------------------------------------------------
+
+def test_a_small_file_asking_for_a_huge_attention_is_refused():
+    """286 KB that made the Attention page allocate 8.6 GB per tensor (block 4096, 16 heads)."""
+    tok = CharTokenizer("".join(chr(33 + i) for i in range(65)))
+    model = GPT(GPTConfig(vocab_size=65, block_size=4096, n_layer=1, n_head=16, n_embd=16))
+    data = to_bytes(model, tok)
+    assert len(data) < 400_000
+    with pytest.raises(CheckpointError, match=r"block_size 4,096; the app shows models up to block_size 256"):
+        load_checkpoint(data)
+    assert load_checkpoint(data, for_app=False).model.config.block_size == 4096  # the command line opens it
+
+
+@pytest.mark.parametrize("name, value", [("n_layer", 9), ("n_head", 32), ("n_embd", 512)])
+def test_every_setting_beyond_the_train_page_is_refused(name, value):
+    over = {"n_layer": 1, "n_head": 1, "n_embd": 32, name: value}
+    model, tok = tiny(**over)
+    with pytest.raises(CheckpointError, match=f"{name} {value:,}"):
+        load_checkpoint(to_bytes(model, tok))
+
+
+def test_the_bundled_checkpoint_is_within_the_app_limits():
+    ck = load_checkpoint(CHECKPOINT_DIR / "shakespeare-char.safetensors")
+    limits.check_openable(ck.model.config)
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.safetensors"
+    with open(path, "wb") as f:
+        f.truncate(limits.CHECKPOINT_MAX_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(CheckpointError, match=f"at most {limits.CHECKPOINT_MAX_MB:,} MB"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="at most 1 MB"):
+        load_checkpoint(b"x" * (2 * limits.MB), max_bytes=limits.MB)
+
+
+# --- download -> open ------------------------------------------------------------------------------
+
+def timeline(model: GPT, max_iters: int) -> dict:
+    """The snapshots a training of max_iters keeps (train.log_spaced_steps), as the Trainer stores them."""
+    from gptviz.train import log_spaced_steps
+
+    return {s: {k: v.to(torch.float16) for k, v in model.state_dict().items()} for s in log_spaced_steps(max_iters)}
+
+
+def default_download() -> bytes:
+    """What *Download this model* gives for the Train page's defaults (the char text of Tiny Shakespeare)."""
+    from gptviz.model import preset_config
+    from gptviz.train import TrainConfig
+
+    model = GPT(preset_config("gpt", vocab_size=65))
+    tok = CharTokenizer("".join(chr(32 + i) for i in range(65)))
+    return to_bytes(model, tok, {"corpus": "tinyshakespeare"}, timeline(model, TrainConfig().max_iters))
+
+
+def test_the_train_pages_default_download_keeps_its_whole_timeline_and_opens_again():
+    data = default_download()
+    assert len(data) > 10 * limits.MB  # more than the old 10 MB upload limit: the reported failure
+    ck = load_checkpoint(data)
+    assert len(ck.snapshots) == 6
+
+
+def test_the_largest_model_the_app_trains_fits_the_upload_limit_with_a_thinner_timeline():
+    model = GPT(limits.largest_config())  # 32 M parameters: ~130 MB of float32 weights
+    data = to_bytes(model, CharTokenizer("ab"), {}, timeline(model, 5000))  # 8 snapshots would be ~500 MB
+    assert len(data) <= limits.CHECKPOINT_MAX_BYTES
+    (n,) = struct.unpack("<Q", data[:8])
+    steps = {k.split(".")[1] for k in json.loads(data[8:8 + n]) if k.startswith("snapshot.")}
+    assert steps == {"0", "5000"}  # the first and the last are kept
+    del model
+
+
+def test_fitting_snapshots_keeps_the_ends_and_spreads_the_rest():
+    from gptviz.checkpoints import fitting_snapshots
+
+    snaps = {s: {"w": torch.zeros(10, dtype=torch.float16)} for s in (0, 10, 30, 100, 300, 1000, 3000, 5000)}
+    assert fitting_snapshots(snaps, 20 * 100) == sorted(snaps)
+    assert fitting_snapshots(snaps, 20 * 3) == [0, 300, 5000]
+    assert fitting_snapshots(snaps, 20) == [5000] and fitting_snapshots(snaps, 19) == []
+
+
+def test_the_app_sets_the_servers_upload_limit_itself(app):
+    from streamlit import config
+
+    uploader = app.sidebar.get("file_uploader")[0]
+    assert uploader.proto.max_upload_size_mb == limits.CHECKPOINT_MAX_MB
+    assert config.get_option("server.maxUploadSize") == limits.CHECKPOINT_MAX_MB
+
+
+def test_the_default_download_opens_in_the_sidebar(app):
+    app.sidebar.get("file_uploader")[0].upload("my-first-gpt.safetensors", default_download())
+    app.run()
+    assert not app.exception and not app.sidebar.error
+    assert app.sidebar.selectbox[0].value == "up:my-first-gpt"
+    assert len(app.session_state[state.TAB].uploads["my-first-gpt"].snapshots) == 6

@@ -75,18 +75,31 @@ class Backend:
         launch = self.pool.launch if self.pool is not None else self.ray.launch
         return RemoteTrainer(config, cfg, data, launch, abandon_after_s)
 
-    def submit(self, config: GPTConfig, cfg: TrainConfig, data: TokenData, abandon_after_s: float | None = None):
-        """Queue a training, or join the identical one already trained or training (see shared.py)."""
+    def submit(self, config: GPTConfig, cfg: TrainConfig, data: TokenData, abandon_after_s: float | None = None,
+               owner=None):
+        """Queue a training, or join the identical one already trained or training (see shared.py).
+        owner: the tab that asks (its fair share of the queue, see jobs.py)."""
 
         def start():
-            return self.queue.submit(self.new_trainer(config, cfg, data, abandon_after_s))
+            return self.queue.submit(self.new_trainer(config, cfg, data, abandon_after_s), owner)
 
         return self.shared.request(config, cfg, data, start)
 
     def position(self, run) -> int | None:
         """How many trainings wait ahead of this one (None: it is not waiting)."""
+        return (self.ahead(run) or (None, 0))[0]
+
+    def ahead(self, run) -> tuple[int, int] | None:
+        """(trainings ahead of this one, how many of them its own tab's), or None when it is not waiting."""
         trainer = getattr(run, "trainer", run)
-        return self.ray.position(trainer) if self.ray is not None else self.queue.position(trainer)
+        if self.ray is not None:
+            n = self.ray.position(trainer)
+            return None if n is None else (n, 0)
+        return self.queue.ahead(trainer)
+
+    def check_room(self, owner, n: int):
+        """Refuse, before anything is queued, a batch that would exceed the tab's share of the line."""
+        self.queue.check_room(owner, n)
 
     def cancel(self, run):
         """Stop a student's run: it leaves a shared training, which stops once nobody else watches it."""

@@ -200,7 +200,9 @@ def _launch(make_specs: Callable[[], list[Spec]]):
         for s in specs:
             budget.check_fits(budget.estimate(s.config, s.cfg))
         # identical requests (a classmate's same settings, seed and text) share one training
-        trainers = [job_queue().submit(s.config, s.cfg, s.data, ABANDON_AFTER_S) for s in specs]
+        owner = state.tab().token  # the tab's fair share of the queue (gptviz/jobs.py)
+        job_queue().check_room(owner, len(specs))
+        trainers = [job_queue().submit(s.config, s.cfg, s.data, ABANDON_AFTER_S, owner) for s in specs]
     except GptvizError as e:
         st.session_state[Train.ERROR] = str(e)
         return
@@ -335,9 +337,11 @@ def progress_text(run: state.Run) -> str:
 
 
 def queued_text(run: state.Run) -> str:
-    ahead = job_queue().position(run.trainer)
-    if ahead is None:  # just taken out of the line
+    place = job_queue().ahead(run.trainer)
+    if place is None:  # just taken out of the line
         return f"{run.name}: starting…"
+    ahead, yours = place
     n = job_queue().max_running
-    return (f"{run.name}: queued, {ahead} ahead — the server trains {n} model{'s' * (n > 1)} at a time; "
-            "yours starts when one finishes.")
+    mine = f" ({yours} of them yours: a tab trains one model at a time)" if yours else ""
+    return (f"{run.name}: queued, {ahead} ahead{mine} — the server trains {n} model{'s' * (n > 1)} at a time, "
+            "taking the class's tabs in turn; yours starts when its turn comes.")

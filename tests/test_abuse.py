@@ -170,3 +170,46 @@ def test_the_default_download_opens_in_the_sidebar(app):
     assert not app.exception and not app.sidebar.error
     assert app.sidebar.selectbox[0].value == "up:my-first-gpt"
     assert len(app.session_state[state.TAB].uploads["my-first-gpt"].snapshots) == 6
+
+
+# --- saving: atomic names, a quota ------------------------------------------------------------------
+
+def test_two_students_saving_one_new_name_at_once_never_lose_a_model(tmp_path):
+    """'name taken' was checked, then os.replace: the second writer silently replaced the first."""
+    import threading
+
+    from gptviz.checkpoints import save_checkpoint
+
+    models = [tiny()[0] for _ in range(8)]
+    tok = tiny()[1]
+    barrier, outcomes = threading.Barrier(8), []
+
+    def save(i):
+        barrier.wait()
+        try:
+            save_checkpoint(tmp_path / "same.safetensors", models[i], tok, {"who": i}, overwrite=False)
+            outcomes.append(("saved", i))
+        except CheckpointError as e:
+            outcomes.append(("refused", str(e)))
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(8)]
+    [t.start() for t in threads], [t.join() for t in threads]
+    saved = [i for kind, i in outcomes if kind == "saved"]
+    assert len(saved) == 1 and len(outcomes) == 8
+    assert all("was just taken by someone else" in m for kind, m in outcomes if kind == "refused")
+    assert load_checkpoint(tmp_path / "same.safetensors").meta == {"who": saved[0]}  # the one told "saved"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.safetensors"]  # no temporary file left
+
+
+def test_the_checkpoints_folder_has_a_quota(tmp_path, monkeypatch):
+    from gptviz.checkpoints import QUOTA_ENV, quota_bytes, save_checkpoint
+
+    model, tok = tiny()
+    one = len(to_bytes(model, tok))
+    save_checkpoint(tmp_path / "a.safetensors", model, tok, quota=2 * one)
+    save_checkpoint(tmp_path / "b.safetensors", model, tok, quota=2 * one)
+    with pytest.raises(CheckpointError, match="checkpoints folder is full.*Download the model instead"):
+        save_checkpoint(tmp_path / "c.safetensors", model, tok, quota=2 * one)
+    assert not (tmp_path / "c.safetensors").exists()
+    monkeypatch.setenv(QUOTA_ENV, "5")
+    assert quota_bytes() == 5 * limits.MB

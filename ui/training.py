@@ -12,7 +12,7 @@ import torch
 from gptviz import budget, limits, runs
 from gptviz.backends import Backend
 from gptviz.bench import matmul_peak_gflops
-from gptviz.checkpoints import checkpoint_path, free_name, save_checkpoint
+from gptviz.checkpoints import checkpoint_path, free_name, quota_bytes, save_checkpoint
 from gptviz.data import TokenData
 from gptviz.errors import GptvizError
 from gptviz.experiments import ladder_configs
@@ -270,7 +270,8 @@ def save(run: state.Run):
                               f"classmate's, or an earlier run of yours). Choose another name, such as "
                               f"{free_name(path.stem, path.parent)!r}.")
         t = run.trainer
-        save_checkpoint(path, t.model, run.tokenizer, meta(run), t.snapshots)
+        own = run.saved_as == path.stem  # a run's own checkpoint is replaced; any other name must be new
+        save_checkpoint(path, t.model, run.tokenizer, meta(run), t.snapshots, overwrite=own, quota=quota_bytes())
     except GptvizError as e:
         st.session_state[Train.SAVED] = ("error", str(e))
         return

@@ -17,6 +17,10 @@ from .errors import CheckpointError
 from .model import GPTConfig
 
 MB = 2**20
+# What one browser tab may hold in server memory (kept 12 h after it was last seen, see sessions.py)
+RUNS_PER_TAB = 40  # trained runs kept: a new training past it asks the student to delete one
+UPLOADS_PER_TAB = 5  # checkpoint files opened from the student's computer
+OPENED_PER_TAB = 3  # server checkpoints built into models; the least recently used is dropped (re-read on demand)
 GPT2_VOCAB = 50_257  # the largest vocabulary the Data page offers (GPT-2's BPE)
 
 

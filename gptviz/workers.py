@@ -37,6 +37,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from .budget import MEMORY_LIMIT_BYTES
 from .data import TokenData
 from .errors import GptvizError
 from .model import GPTConfig
@@ -51,7 +52,7 @@ STOP_GRACE_S = 20.0  # a worker that has not ended its run this long after "stop
 MAX_MINUTES_ENV, DEFAULT_MAX_MINUTES = "GPTVIZ_MAX_TRAINING_MINUTES", 30.0  # a training's wall-time cap
 PAUSE_MINUTES_ENV, DEFAULT_PAUSE_MINUTES = "GPTVIZ_MAX_PAUSE_MINUTES", 5.0  # a paused run gives its slot back
 WORKER_MEMORY_ENV = "GPTVIZ_WORKER_MEMORY_MB"  # each worker's own memory limit (RLIMIT_DATA)
-DEFAULT_WORKER_MEMORY_MB = 3072  # a training's 2 GB budget (budget.MEMORY_LIMIT_BYTES) and torch's own
+DEFAULT_WORKER_MEMORY_MB = MEMORY_LIMIT_BYTES // 2**20 + 1024  # a training's own limit, and torch's libraries
 RESPAWN_BACKOFF_S = (1, 2, 5, 10, 30, 60)  # waits before restarting a worker that died young, in turn
 
 

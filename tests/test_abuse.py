@@ -14,6 +14,8 @@ from gptviz.model import GPT, GPTConfig
 from gptviz.tokenizers import BPE_MAX_TOKEN_BYTES, CharTokenizer, from_dict
 from ui import state
 
+from helpers import wait_until
+
 
 def tiny(**over) -> tuple[GPT, CharTokenizer]:
     tok = CharTokenizer("abcdefgh ")
@@ -213,3 +215,91 @@ def test_the_checkpoints_folder_has_a_quota(tmp_path, monkeypatch):
     assert not (tmp_path / "c.safetensors").exists()
     monkeypatch.setenv(QUOTA_ENV, "5")
     assert quota_bytes() == 5 * limits.MB
+
+
+# --- the server's memory budget and each tab's share ------------------------------------------------
+
+def test_the_budget_reads_sizes_and_refuses_what_does_not_fit():
+    from gptviz import memory
+
+    assert memory.parse_size("12G") == 12 * 2**30 and memory.parse_size("8000M") == 8000 * 2**20
+    assert memory.parse_size("512 MB") == 512 * 2**20 and memory.parse_size("1024") == 1024
+    with pytest.raises(ValueError):
+        memory.parse_size("lots")
+    assert memory.budget_bytes({}) == int(memory.total_ram() * memory.DEFAULT_SHARE)
+    assert memory.budget_bytes({memory.BUDGET_ENV: "3G"}) == 3 * 2**30
+    b = memory.Budget(limit=10 * memory.GB, used=lambda: 9 * memory.GB)
+    b.check(memory.GB, "this", "")  # exactly full is allowed
+    with pytest.raises(memory.MemoryBudgetError, match=r"no room for this training.*9\.0 of the server's 10\.0 GB.*Shrink it"):
+        b.check(memory.GB + 1, "this training", "Shrink it.")
+
+
+def test_used_memory_counts_the_server_and_its_workers():
+    import subprocess
+    import sys
+
+    from gptviz import memory
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(200 * 2**20); sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: memory.rss(child.pid) > 200 * 2**20, 30)
+        assert child.pid in memory.children()
+        assert memory.used_bytes() >= memory.rss() + 200 * 2**20
+    finally:
+        child.communicate(b"")
+    assert memory.rss(child.pid) == 0  # gone
+
+
+@pytest.fixture
+def full_server(monkeypatch):
+    """A server whose memory budget is already used up."""
+    from gptviz import memory
+
+    monkeypatch.setattr(memory, "_budget", memory.Budget(limit=memory.used_bytes()))
+
+
+def test_past_the_budget_a_training_is_refused_with_advice_and_nothing_is_lost(app, full_server):
+    app.switch_page("pages/train.py").run()
+    app.button(key="train_start").click().run()
+    assert not app.exception and not app.session_state[state.TAB].runs
+    assert any("no room for this training" in e.value and "smaller model" in e.value for e in app.error)
+
+
+def test_past_the_budget_an_upload_is_refused_and_the_tab_keeps_its_models(app, full_server):
+    app.sidebar.get("file_uploader")[0].upload("mine.safetensors", default_download())
+    app.run()
+    assert not app.exception and "mine" not in app.session_state[state.TAB].uploads
+    assert any("no room for opening this file" in e.value for e in app.sidebar.error)
+    assert app.sidebar.selectbox[0].value == "ckpt:shakespeare-char"
+
+
+def test_a_tab_opens_at_most_its_share_of_files(app, monkeypatch):
+    monkeypatch.setattr(limits, "UPLOADS_PER_TAB", 2)
+    data = default_download()
+    for name in ("one", "two", "three"):
+        app.sidebar.get("file_uploader")[0].upload(f"{name}.safetensors", data)
+        app.run()
+    assert sorted(app.session_state[state.TAB].uploads) == ["one", "two"]
+    assert any("already has 2 files open" in e.value for e in app.sidebar.error)
+
+
+def test_a_tab_keeps_its_share_of_server_checkpoints_built_least_recently_used_first(app, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr("ui.models.checkpoint_dir", lambda: tmp_path)
+    for name in ("a", "b", "c", "d"):
+        shutil.copy(CHECKPOINT_DIR / "shakespeare-char.safetensors", tmp_path / f"{name}.safetensors")
+    app.switch_page("pages/next_token.py").run()  # a page that builds the picked model
+    for key in ("ckpt:a", "ckpt:b", "ckpt:c", "ckpt:a", "ckpt:d"):
+        app.sidebar.selectbox[0].set_value(key).run()
+        assert not app.exception
+    assert list(app.session_state[state.LOADED]) == ["c", "a", "d"]  # b was the least recently used
+
+
+def test_a_tab_keeps_at_most_its_share_of_runs(app, monkeypatch):
+    monkeypatch.setattr(limits, "RUNS_PER_TAB", 4)
+    app.switch_page("pages/train.py").run()
+    app.button(key="train_ladder").click().run()  # five runs: more than this tab may keep
+    assert not app.session_state[state.TAB].runs
+    assert any("at most 4" in e.value and "delete runs" in e.value for e in app.error)

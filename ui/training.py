@@ -9,7 +9,7 @@ from typing import Callable
 import streamlit as st
 import torch
 
-from gptviz import budget, limits, runs
+from gptviz import budget, limits, memory, runs
 from gptviz.backends import Backend
 from gptviz.bench import matmul_peak_gflops
 from gptviz.checkpoints import checkpoint_path, free_name, quota_bytes, save_checkpoint
@@ -197,8 +197,7 @@ def _launch(make_specs: Callable[[], list[Spec]]):
     st.session_state[Train.ERROR] = None
     try:
         specs = make_specs()
-        for s in specs:
-            budget.check_fits(budget.estimate(s.config, s.cfg))
+        check_room(specs)
         # identical requests (a classmate's same settings, seed and text) share one training
         owner = state.tab().token  # the tab's fair share of the queue (gptviz/jobs.py)
         job_queue().check_room(owner, len(specs))
@@ -214,6 +213,21 @@ def _launch(make_specs: Callable[[], list[Spec]]):
                         preset=spec.preset, batch=batch, settings=settings, group=spec.group, data=spec.data,
                         colour=series_colour(len(state.runs())))
         state.runs()[run.id] = run
+
+
+def check_room(specs: list[Spec]):
+    """Before anything is queued: each training fits its own limit, the tab its share, the server its budget."""
+    if len(state.runs()) + len(specs) > limits.RUNS_PER_TAB:
+        raise GptvizError(f"This tab keeps {len(state.runs())} runs, and at most {limits.RUNS_PER_TAB}: delete runs you no "
+                          "longer need (🗑️ under the model picker) or save the good ones, then train again.")
+    needed = 0
+    for s in specs:
+        est = budget.estimate(s.config, s.cfg)
+        budget.check_fits(est)
+        needed += est.memory_bytes + budget.kept_bytes(est.params, s.cfg)
+    memory.check(needed, "this training" if len(specs) == 1 else f"these {len(specs)} trainings",
+                 "Train a smaller model (n_embd, n_layer, block_size, batch_size) or wait for a classmate's "
+                 "training to finish.")
 
 
 def start():

@@ -303,3 +303,43 @@ def test_a_tab_keeps_at_most_its_share_of_runs(app, monkeypatch):
     app.button(key="train_ladder").click().run()  # five runs: more than this tab may keep
     assert not app.session_state[state.TAB].runs
     assert any("at most 4" in e.value and "delete runs" in e.value for e in app.error)
+
+
+# --- names and ids that must not collide -------------------------------------------------------------
+
+def test_an_upload_named_like_a_bundled_text_does_not_change_it_for_the_class(app):
+    from streamlit.testing.v1 import AppTest
+
+    from gptviz.data import corpus_text
+    from ui import data as ui_data
+
+    ui_data._token_data.clear()  # the server's tokenized-text cache, as at a class's start
+    attacker = app
+    attacker.session_state[state.CORPUS] = state.UPLOAD
+    attacker.session_state[state.UPLOADED_TEXT] = "the attacker's text " * 50
+    attacker.session_state[state.UPLOADED_NAME] = "tinyshakespeare"  # a name without .txt, sent by hand
+    attacker.session_state[state.UPLOADED_ID] = "forged"
+    attacker.switch_page("pages/train.py").run()
+    assert any("1,000 tokens" in c.value for c in attacker.caption)  # the attacker trains on their own text
+    classmate = AppTest.from_file(str(CHECKPOINT_DIR.parent / "app.py"), default_timeout=90)
+    classmate.run()
+    classmate.switch_page("pages/train.py").run()
+    shakespeare = f"{len(corpus_text('tinyshakespeare')):,} tokens"
+    assert any("tinyshakespeare" in c.value and shakespeare in c.value for c in classmate.caption)
+    assert not attacker.exception and not classmate.exception
+
+
+def test_memo_keys_never_repeat_when_python_reuses_an_id():
+    from ui.models import identity
+
+    seen_ids, identities = set(), set()
+    repeated = False
+    for _ in range(200):
+        m = torch.nn.Linear(1, 1)
+        repeated = repeated or id(m) in seen_ids
+        seen_ids.add(id(m))
+        identities.add(identity(m))
+        assert identity(m) == identity(m)
+        del m
+    assert repeated  # CPython reused an address: id() would have mixed these models up
+    assert len(identities) == 200

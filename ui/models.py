@@ -7,6 +7,7 @@ and two students must never share one.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -56,6 +57,18 @@ class ModelEntry:
     meta: dict = field(default_factory=dict)
     snapshots: dict = field(default_factory=dict)
     step: int | None = None  # a training-timeline snapshot's step; None: the model as training left it
+
+
+_identities = itertools.count(1)
+
+
+def identity(model) -> int:
+    """A number no other model object of this server ever gets: memo keys use it, because id() is reused
+    after garbage collection (a deleted model's captures would be shown for a new one)."""
+    token = model.__dict__.get("_gptviz_identity")
+    if token is None:
+        token = model.__dict__["_gptviz_identity"] = next(_identities)
+    return token
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

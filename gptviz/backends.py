@@ -10,6 +10,7 @@ each identical request once (see shared.py).
 
 from __future__ import annotations
 
+import logging
 import os
 
 from .data import TokenData
@@ -18,6 +19,8 @@ from .jobs import JobQueue
 from .model import GPTConfig
 from .shared import SharedRuns
 from .train import TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
 
 KINDS = ("threads", "processes", "ray")  # GPTVIZ_TRAINING_BACKEND's values
 DEFAULT = "processes"
@@ -37,11 +40,17 @@ class Backend:
                  shared: SharedRuns | None = None):
         self.kind = kind
         self.pool = self.ray = None
+        self.notice = ""  # what the operator must know about this backend (said once, in the log)
         if kind == "ray":
             from .ray_backend import RayCluster  # Ray is optional: only a cluster install has it
 
-            self.ray = RayCluster(ray_address)
-            max_running = RAY_QUEUE  # Ray's scheduler is the queue: hand every run to it at once
+            try:
+                self.ray = RayCluster(ray_address)
+                max_running = RAY_QUEUE  # Ray's scheduler is the queue: hand every run to it at once
+            except ConfigError as e:  # said once at start, not on every page of every session
+                self.notice = f"{e} Training on this computer's worker processes instead."
+                log.error("gptviz: %s", self.notice)
+                self.kind = kind = "processes"
         self.queue = JobQueue(max_running)
         if kind == "processes":
             from .workers import WorkerPool

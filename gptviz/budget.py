@@ -14,7 +14,7 @@ import torch
 
 from .errors import ConfigError
 from .model import GPT, GPTConfig
-from .train import TrainConfig
+from .train import TrainConfig, log_spaced_steps
 
 # per training job on a shared classroom server (GPTVIZ_TRAINING_MEMORY_MB, read at start)
 MEMORY_LIMIT_BYTES = int(os.environ.get("GPTVIZ_TRAINING_MEMORY_MB", 2048)) * 1024**2
@@ -96,8 +96,6 @@ def estimate(config: GPTConfig, train: TrainConfig, peak_flops: float | None = N
 
 def kept_bytes(params: int, train: TrainConfig) -> int:
     """What a finished run keeps in the server: its float32 model, the student's copy, fp16 snapshots."""
-    from .train import log_spaced_steps
-
     snapshots = len(train.snapshot_steps or log_spaced_steps(train.max_iters))
     return params * (4 + 4 + 2 * snapshots)
 

@@ -28,7 +28,6 @@ GPT2_VOCAB = 50_257  # the largest vocabulary the Data page offers (GPT-2's BPE)
 class Range:
     """A slider's range (low..high by step) or a select slider's stops (options)."""
 
-
     low: float
     high: float
     step: float | None = None
@@ -40,9 +39,6 @@ class Range:
             return min(self.options, key=lambda o: (abs(o - value), o))
         # within the range, a value between two steps is harmless (the slider shows it as it is)
         return type(self.low)(min(max(value, self.low), self.high))
-
-    def allows(self, value) -> bool:
-        return value == self.nearest(value)
 
 
 TRAIN = {

@@ -10,6 +10,7 @@ each identical request once (see shared.py).
 
 from __future__ import annotations
 
+import logging
 import os
 
 from .data import TokenData
@@ -18,6 +19,8 @@ from .jobs import JobQueue
 from .model import GPTConfig
 from .shared import SharedRuns
 from .train import TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
 
 KINDS = ("threads", "processes", "ray")  # GPTVIZ_TRAINING_BACKEND's values
 DEFAULT = "processes"
@@ -37,11 +40,17 @@ class Backend:
                  shared: SharedRuns | None = None):
         self.kind = kind
         self.pool = self.ray = None
+        self.notice = ""  # what the operator must know about this backend (said once, in the log)
         if kind == "ray":
             from .ray_backend import RayCluster  # Ray is optional: only a cluster install has it
 
-            self.ray = RayCluster(ray_address)
-            max_running = RAY_QUEUE  # Ray's scheduler is the queue: hand every run to it at once
+            try:
+                self.ray = RayCluster(ray_address)
+                max_running = RAY_QUEUE  # Ray's scheduler is the queue: hand every run to it at once
+            except ConfigError as e:  # said once at start, not on every page of every session
+                self.notice = f"{e} Training on this computer's worker processes instead."
+                log.error("gptviz: %s", self.notice)
+                self.kind = kind = "processes"
         self.queue = JobQueue(max_running)
         if kind == "processes":
             from .workers import WorkerPool
@@ -75,18 +84,31 @@ class Backend:
         launch = self.pool.launch if self.pool is not None else self.ray.launch
         return RemoteTrainer(config, cfg, data, launch, abandon_after_s)
 
-    def submit(self, config: GPTConfig, cfg: TrainConfig, data: TokenData, abandon_after_s: float | None = None):
-        """Queue a training, or join the identical one already trained or training (see shared.py)."""
+    def submit(self, config: GPTConfig, cfg: TrainConfig, data: TokenData, abandon_after_s: float | None = None,
+               owner=None):
+        """Queue a training, or join the identical one already trained or training (see shared.py).
+        owner: the tab that asks (its fair share of the queue, see jobs.py)."""
 
         def start():
-            return self.queue.submit(self.new_trainer(config, cfg, data, abandon_after_s))
+            return self.queue.submit(self.new_trainer(config, cfg, data, abandon_after_s), owner)
 
         return self.shared.request(config, cfg, data, start)
 
     def position(self, run) -> int | None:
         """How many trainings wait ahead of this one (None: it is not waiting)."""
+        return (self.ahead(run) or (None, 0))[0]
+
+    def ahead(self, run) -> tuple[int, int] | None:
+        """(trainings ahead of this one, how many of them its own tab's), or None when it is not waiting."""
         trainer = getattr(run, "trainer", run)
-        return self.ray.position(trainer) if self.ray is not None else self.queue.position(trainer)
+        if self.ray is not None:
+            n = self.ray.position(trainer)
+            return None if n is None else (n, 0)
+        return self.queue.ahead(trainer)
+
+    def check_room(self, owner, n: int):
+        """Refuse, before anything is queued, a batch that would exceed the tab's share of the line."""
+        self.queue.check_room(owner, n)
 
     def cancel(self, run):
         """Stop a student's run: it leaves a shared training, which stops once nobody else watches it."""

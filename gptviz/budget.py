@@ -7,15 +7,17 @@ Memory: the weights, AdamW's two moment buffers, gradients and the activations k
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 
 from .errors import ConfigError
 from .model import GPT, GPTConfig
-from .train import TrainConfig
+from .train import TrainConfig, log_spaced_steps
 
-MEMORY_LIMIT_BYTES = 2 * 1024**3  # per training job on a shared classroom server
+# per training job on a shared classroom server (GPTVIZ_TRAINING_MEMORY_MB, read at start)
+MEMORY_LIMIT_BYTES = int(os.environ.get("GPTVIZ_TRAINING_MEMORY_MB", 2048)) * 1024**2
 # Measured on the reference machine (2-core EPYC, one torch thread per training, as the app runs them);
 # `python -m gptviz bench` compares the estimate with real runs.
 TYPICAL_MFU = 0.85  # one thread's matmuls run close to the measured peak
@@ -90,6 +92,12 @@ def estimate(config: GPTConfig, train: TrainConfig, peak_flops: float | None = N
     sample = train.sample_tokens * (TOKEN_S + config.n_layer * TOKEN_LAYER_S + 2 * params / peak_flops)
     evals = num_evals(train) * (2 * train.eval_iters * forward + sample)
     return Estimate(params, memory, train.max_iters * step + evals, evals)
+
+
+def kept_bytes(params: int, train: TrainConfig) -> int:
+    """What a finished run keeps in the server: its float32 model, the student's copy, fp16 snapshots."""
+    snapshots = len(train.snapshot_steps or log_spaced_steps(train.max_iters))
+    return params * (4 + 4 + 2 * snapshots)
 
 
 def check_fits(est: Estimate, limit_bytes: int = MEMORY_LIMIT_BYTES):

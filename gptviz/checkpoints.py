@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from . import tokenizers
+from . import limits, tokenizers
 from .errors import CheckpointError, GptvizError
 from .model import GPT, GPTConfig
 
@@ -30,6 +30,9 @@ FORMAT = "gptviz-checkpoint/1"
 SUFFIX = ".safetensors"
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 REQUIRED_CONFIG = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+QUOTA_ENV = "GPTVIZ_CHECKPOINT_QUOTA_MB"  # how much the checkpoints/ folder may hold (students save into it)
+DEFAULT_QUOTA_MB = 2048
+MAX_JSON_DIGITS = 18  # a number in a checkpoint's JSON: more digits are damage (Python refuses 4,300+)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -70,11 +73,30 @@ def list_checkpoints(root: Path | str = CHECKPOINT_DIR) -> list[Path]:
     return sorted(root.glob("*" + SUFFIX)) if root.is_dir() else []
 
 
+def fitting_snapshots(snapshots: dict[int, dict[str, torch.Tensor]], room: int) -> list[int]:
+    """The steps of the snapshots to keep in `room` bytes: the first and the last first, then the others
+    spread evenly over the timeline (a large model's download keeps fewer, so it still opens again)."""
+    steps = sorted(snapshots)
+    if not steps:
+        return []
+    size = sum(t.numel() * t.element_size() for t in snapshots[steps[0]].values())
+    n = min(len(steps), room // max(size, 1))
+    if n >= len(steps):
+        return steps
+    if n < 2:
+        return steps[-1:] if n == 1 else []
+    return sorted({steps[round(i * (len(steps) - 1) / (n - 1))] for i in range(n)})
+
+
 def to_bytes(model: GPT, tokenizer: tokenizers.Tokenizer, meta: dict | None = None,
-             snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> bytes:
-    """The checkpoint as one file's bytes (also what the app offers for download)."""
+             snapshots: dict[int, dict[str, torch.Tensor]] | None = None,
+             max_bytes: int = limits.CHECKPOINT_MAX_BYTES) -> bytes:
+    """The checkpoint as one file's bytes (also what the app offers for download), never more than
+    max_bytes: the upload limit, so that a download always opens again."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for step, state in (snapshots or {}).items():
+    room = max_bytes - sum(t.numel() * t.element_size() for t in tensors.values()) - 2 * limits.MB  # header
+    snapshots = {s: (snapshots or {})[s] for s in fitting_snapshots(snapshots or {}, room)}
+    for step, state in snapshots.items():
         tensors.update({f"snapshot.{step}.{k}": v.detach().cpu().contiguous() for k, v in state.items()})
     header = {
         "format": FORMAT,
@@ -85,11 +107,37 @@ def to_bytes(model: GPT, tokenizer: tokenizers.Tokenizer, meta: dict | None = No
     return save_tensors(tensors, metadata=header)
 
 
+def quota_bytes() -> int:
+    """GPTVIZ_CHECKPOINT_QUOTA_MB, else 2 GB: what the checkpoints folder may hold in all."""
+    try:
+        return max(0, int(os.environ.get(QUOTA_ENV, DEFAULT_QUOTA_MB))) * limits.MB
+    except ValueError:
+        return DEFAULT_QUOTA_MB * limits.MB
+
+
+def folder_bytes(root: Path | str) -> int:
+    return sum(p.stat().st_size for p in list_checkpoints(root))
+
+
+def _check_quota(root: Path, adding: int, quota: int):
+    used = folder_bytes(root)
+    if used + adding > quota:
+        raise CheckpointError(
+            f"The server's checkpoints folder is full ({used / limits.MB:,.0f} MB of {quota / limits.MB:,.0f} MB; "
+            f"this model needs {adding / limits.MB:,.1f} MB). Download the model instead, or ask your teacher "
+            "to make room.")
+
+
 def save_checkpoint(path: Path | str, model: GPT, tokenizer: tokenizers.Tokenizer, meta: dict | None = None,
-                    snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> Path:
+                    snapshots: dict[int, dict[str, torch.Tensor]] | None = None, overwrite: bool = True,
+                    quota: int | None = None) -> Path:
+    """Write atomically: readers see the old file or the new one, never half of one. overwrite=False
+    (the app) refuses a name that exists, even one a classmate took a moment ago; quota bounds the folder."""
     path = Path(path)
     data = to_bytes(model, tokenizer, meta, snapshots)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if quota is not None:
+        _check_quota(path.parent, len(data), quota)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -97,23 +145,37 @@ def save_checkpoint(path: Path | str, model: GPT, tokenizer: tokenizers.Tokenize
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
-def load_checkpoint(source: Path | str | bytes) -> Checkpoint:
+def _link_new(tmp: str, path: Path):
+    """Give the finished file its name only if nobody has it: link() fails on an existing name, atomically."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise CheckpointError(f"The name {path.stem!r} was just taken by someone else: choose another.") from None
+
+
+def load_checkpoint(source: Path | str | bytes, max_bytes: int = limits.CHECKPOINT_MAX_BYTES,
+                    for_app: bool = True) -> Checkpoint:
     """Load from a path or from a file's bytes (an upload).
 
     Everything is checked against the header before any tensor is read or any model is built
     (a damaged or hostile file cannot make us allocate what it asks for), and every failure is a
-    CheckpointError whose message a student can act on.
+    CheckpointError whose message a student can act on. for_app: the model must be one the Train page
+    could make (limits.check_openable); the command line opens any size.
     """
-    data = _read_source(source)
+    data = _read_source(source, max_bytes)
     header, entries = _read_header(data)
     config = _read_config(header, entries)
+    if for_app:
+        limits.check_openable(config)
     tokenizer = _read_tokenizer(header, config)
     meta = _read_meta(header)
     with torch.device("meta"):  # shapes only, no memory and no random initialisation: weights come from the file
@@ -134,13 +196,21 @@ def load_checkpoint(source: Path | str | bytes) -> Checkpoint:
     return Checkpoint(model, tokenizer, meta, dict(sorted(snapshots.items())))
 
 
-def _read_source(source: Path | str | bytes) -> bytes:
+def _read_source(source: Path | str | bytes, max_bytes: int) -> bytes:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
             raise CheckpointError(f"There is no checkpoint file at {path}.")
+        _check_size(path.stat().st_size, max_bytes)  # before reading it
         return path.read_bytes()
-    return bytes(source)
+    _check_size(len(source), max_bytes)
+    return source if isinstance(source, bytes) else bytes(source)
+
+
+def _check_size(size: int, max_bytes: int):
+    if size > max_bytes:
+        raise CheckpointError(f"The file is {size / limits.MB:,.1f} MB; a checkpoint can be at most "
+                              f"{max_bytes / limits.MB:,.0f} MB (the largest model the app trains).")
 
 
 def _read_header(data: bytes) -> tuple[dict, dict]:
@@ -172,9 +242,28 @@ def _read_header(data: bytes) -> tuple[dict, dict]:
 
 def _json(text: bytes | str, message: str):
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[..." nested
         raise CheckpointError(message) from None
+    except ValueError as e:  # a number we refuse (see below)
+        raise CheckpointError(f"{message[:-1]}: {e}") from None
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise ValueError(f"it holds a {len(text):,}-digit number")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"it holds the number {text[:20]}, too large to be a float")
+    return value
+
+
+def _no_constant(text: str):
+    raise ValueError(f"it holds {text}, which is not a number")
 
 
 def _json_field(header: dict, name: str) -> dict:

@@ -371,7 +371,7 @@ def cmd_sample(args):
     from .checkpoints import load_checkpoint
     from .generate import generate
 
-    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint), for_app=False)  # the command line opens any size
     prompt = ck.tokenizer.encode(args.prompt)
     ids = generate(ck.model, prompt, args.tokens, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, seed=args.seed)
@@ -384,7 +384,7 @@ def cmd_inspect(args):
     from .checkpoints import load_checkpoint
     from .generate import next_token_probs
 
-    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint), for_app=False)  # the command line opens any size
     ids = ck.tokenizer.encode(args.prompt)[-ck.model.config.block_size:]
     if not ids:
         raise GptvizError("The prompt is empty.")

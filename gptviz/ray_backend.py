@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -24,9 +25,10 @@ from pathlib import Path
 
 import ray
 import torch
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from .errors import ConfigError
 from .train import Status
 from .workers import Job, RemoteTrainer, build_trainer, train_to_end, warm_up
 
@@ -97,16 +99,39 @@ def train_task(job: Job, run: int, mailbox, threads: int) -> str:
     return str(trainer.status) if trainer is not None else "error"
 
 
+def _check_reachable(address: str | None, timeout: float = 3.0):
+    """ray.init waits minutes for a head node that is not there: ask its port first (HOST:PORT addresses)."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" or a ray:// address: ray.init finds it, or says so quickly
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except OSError as e:
+        raise _unreachable(address, e.strerror or str(e)) from None
+
+
+def _unreachable(address: str, why: str) -> ConfigError:
+    return ConfigError(f"Cannot reach the Ray cluster at {address} ({why}). Start it first (`ray start --head` on "
+                       "that computer, with RAY_AUTH_MODE=token: see docs/classroom-server.md), or unset "
+                       "GPTVIZ_RAY_ADDRESS to train on this computer.")
+
+
 class RayCluster:
     """The server's connection to a Ray cluster (one per server process)."""
 
     def __init__(self, address: str | None = None):
+        _check_reachable(address)
         if not ray.is_initialized():
-            ray.init(address=address or "auto", runtime_env={"py_modules": [str(PACKAGE_DIR)]},
-                     logging_level=logging.WARNING, log_to_driver=False)
+            try:
+                ray.init(address=address or "auto", runtime_env={"py_modules": [str(PACKAGE_DIR)]},
+                         logging_level=logging.WARNING, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:  # what ray.init raises for a missing cluster
+                raise _unreachable(address or "auto", str(e)[:200]) from None
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        # on this computer: a lab computer that leaves must not take every run's mailbox with it
-        self.mailbox = ray.remote(Mailbox).options(num_cpus=0, scheduling_strategy=here).remote()
+        # on this computer: a lab computer that leaves must not take every run's mailbox with it; and if the
+        # mailbox itself dies, Ray starts it again (max_restarts) so that later runs do not all fail
+        self.mailbox = ray.remote(Mailbox).options(num_cpus=0, scheduling_strategy=here, max_restarts=-1,
+                                                    max_task_retries=-1).remote()
         self._task = ray.remote(train_task)
         self._queued: list[RemoteTrainer] = []  # sent to Ray, not started yet, oldest first
         self._lock = threading.Lock()
@@ -141,6 +166,10 @@ class RayCluster:
     def _watch(self, handle: RemoteTrainer, run: int, ref, cancel: threading.Event):
         try:
             self._follow(handle, run, ref, cancel)
+        except RayActorError as e:  # the mailbox died: this run's progress is lost; Ray restarts the mailbox
+            log.error("Ray progress mailbox lost: %s", e)
+            handle.lost("the server lost this run's progress (its mailbox on the server's computer stopped; it has "
+                        "been restarted for the next runs)")
         except RayError as e:  # the computer (a lab computer) died or left the cluster
             log.error("Ray training lost: %s", e)
             handle.lost("the computer of the Ray cluster that trained it was lost (switched off, or out of memory)")

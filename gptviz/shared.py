@@ -117,8 +117,7 @@ class SharedRun:
             self.trainer.pause()
 
     def resume(self):
-        if self._alone():
-            self.trainer.resume()
+        self.trainer.resume()  # anyone may: a run a classmate paused and left holds up everyone who joined it
 
     def heartbeat(self):
         self.trainer.heartbeat()

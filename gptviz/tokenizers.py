@@ -40,6 +40,7 @@ import tiktoken
 from .errors import CheckpointError, ConfigError, GptvizError, TokenizerError
 
 BPE_MIN_VOCAB, BPE_MAX_VOCAB = 256, 4096
+BPE_MAX_TOKEN_BYTES = 2**20  # all tokens' bytes together; trained ones are short (a 4,096-token vocabulary: ~30 KB)
 DEFAULT_BPE_VOCAB = 512
 UNKNOWN_MODES = ("error", "replace", "skip")
 _PAIR = BPE_MAX_VOCAB  # a pair of ids (a, b) is coded a * _PAIR + b while training: ints hash fast
@@ -537,11 +538,16 @@ class BPETokenizer(_TiktokenTokenizer):
         self.merges: list[tuple[int, int]] = []
         self._bytes = [bytes([i]) for i in range(256)]
         ranks = {b: i for i, b in enumerate(self._bytes)}
+        total = 256  # bytes in all tokens so far
         for a, b in merges:
             new_id = len(self._bytes)
             ok = all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < new_id for x in (a, b))
             if not ok:
                 raise CheckpointError(f"BPE merge {new_id - 256} refers to tokens that do not exist yet: {[a, b]}.")
+            total += len(self._bytes[a]) + len(self._bytes[b])
+            if total > BPE_MAX_TOKEN_BYTES:  # counted before joining: merges of merges double a token's length
+                raise CheckpointError(f"BPE merge {new_id - 256} makes the tokens longer than "
+                                      f"{BPE_MAX_TOKEN_BYTES // 2**20} MB in all: the tokenizer is damaged.")
             new_bytes = self._bytes[a] + self._bytes[b]
             if new_bytes in ranks:
                 raise CheckpointError(f"BPE merge {new_id - 256} makes a token that already exists.")

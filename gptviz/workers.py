@@ -19,11 +19,14 @@ import atexit
 import logging
 import os
 import queue
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -34,6 +37,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from .budget import MEMORY_LIMIT_BYTES
 from .data import TokenData
 from .errors import GptvizError
 from .model import GPTConfig
@@ -44,6 +48,19 @@ log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # where a worker imports gptviz from
 CONTROLS = ("pause", "resume", "stop", "abandon")  # what a handle may ask of its running Trainer
+STOP_GRACE_S = 20.0  # a worker that has not ended its run this long after "stop" is killed (a hung step)
+MAX_MINUTES_ENV, DEFAULT_MAX_MINUTES = "GPTVIZ_MAX_TRAINING_MINUTES", 30.0  # a training's wall-time cap
+PAUSE_MINUTES_ENV, DEFAULT_PAUSE_MINUTES = "GPTVIZ_MAX_PAUSE_MINUTES", 5.0  # a paused run gives its slot back
+WORKER_MEMORY_ENV = "GPTVIZ_WORKER_MEMORY_MB"  # each worker's own memory limit (RLIMIT_DATA)
+DEFAULT_WORKER_MEMORY_MB = MEMORY_LIMIT_BYTES // 2**20 + 1024  # a training's own limit, and torch's libraries
+RESPAWN_BACKOFF_S = (1, 2, 5, 10, 30, 60)  # waits before restarting a worker that died young, in turn
+
+
+def _minutes(name: str, default: float) -> float:
+    try:
+        return max(float(os.environ.get(name, default)), 0.0) * 60
+    except ValueError:
+        return default * 60
 
 
 # --- what crosses the boundary ----------------------------------------------------------------------
@@ -113,9 +130,14 @@ class RemoteTrainer(RunState):
         self.send: Callable[[str], None] = lambda op: None  # set by the transport once the run is placed
         self._lock = threading.Lock()  # the transport's thread writes, pages read
         self._finished = threading.Event()
+        self.max_s = _minutes(MAX_MINUTES_ENV, DEFAULT_MAX_MINUTES)
+        self.max_pause_s = _minutes(PAUSE_MINUTES_ENV, DEFAULT_PAUSE_MINUTES)
+        self.started_at = self.paused_at = self.stop_sent_at = None  # time.monotonic() of each
+        self.limit_message: str | None = None  # why the server stopped it (a time limit), for its message
 
     # --- control ---
     def start(self) -> "RemoteTrainer":
+        self.started_at = time.monotonic()
         self._launch(self)
         self.job = None  # sent: the tokens need not stay in the server's memory as long as the run
         return self
@@ -129,13 +151,35 @@ class RemoteTrainer(RunState):
             self.send("resume")
 
     def stop(self):
+        if self.stop_sent_at is None:
+            self.stop_sent_at = time.monotonic()  # the grace period of an answer starts now
         self.send("stop")
 
     def check_watched(self):
-        """Called by the transport now and then: a run nobody watches is told to stop itself."""
-        if not self.abandoned and not self.done and self.unwatched():
+        """Called by the transport now and then: a run nobody watches is told to stop itself, and one past
+        its time limits (running, or paused and holding a worker) is stopped by the server."""
+        if self.done:
+            return
+        if not self.abandoned and self.unwatched():
             self.abandoned = True
             self.send("abandon")
+        now = time.monotonic()
+        if self.limit_message is None and self.started_at is not None and now - self.started_at > self.max_s:
+            self._stop_for(f"Stopped at the time limit of {self.max_s / 60:g} minutes per training, so that "
+                           "everyone's trainings get their turn (fewer iterations or a smaller model fit in it)")
+        elif (self.limit_message is None and self.status == Status.PAUSED and self.paused_at is not None
+              and now - self.paused_at > self.max_pause_s):
+            self._stop_for(f"Paused for more than {self.max_pause_s / 60:g} minutes: stopped so that its worker "
+                           "can train a classmate's model")
+
+    def _stop_for(self, why: str):
+        self.limit_message = why
+        log.info("stopping a training at step %d: %s", self.step, why)
+        self.stop()
+
+    def overdue(self) -> bool:
+        """Stop was sent longer than STOP_GRACE_S ago and the run has not ended: its worker hangs."""
+        return not self.done and self.stop_sent_at is not None and time.monotonic() - self.stop_sent_at > STOP_GRACE_S
 
     def join(self, timeout: float | None = None):
         self._finished.wait(timeout)
@@ -171,6 +215,7 @@ class RemoteTrainer(RunState):
             self.events.append(TrainEvent(kind, step, data))
         if kind == "status":
             self.status, self.message = Status(data["status"]), data["message"]
+            self.paused_at = time.monotonic() if self.status == Status.PAUSED else None
 
     def lost(self, what: str):
         """The worker is gone (killed, out of memory, a lost machine): keep the last snapshot's weights."""
@@ -183,10 +228,16 @@ class RemoteTrainer(RunState):
         else:
             weights = "it had no snapshot yet, so the model is untrained"
         log.error("training run lost at step %d: %s", self.step, what)
+        if self.stop_sent_at is not None:  # it was asked to stop and did not: it is stopped, not failed
+            self.end(Status.STOPPED, f"Stopped at step {self.step}: {what}; {weights}.")
+            return
         self.end(Status.ERROR, f"Training failed at step {self.step}: {what}; {weights}. Your settings did not "
                                "cause this: train again (a smaller model or batch needs less memory).")
 
     def end(self, status: Status, message: str):
+        if self.limit_message and status == Status.STOPPED:
+            message = f"{self.limit_message}. {message}"
+        self.send = lambda op: None  # a finished handle controls nothing (its worker may train another run)
         self.eta_s = 0.0
         self.set_status(status, message)
         self._finished.set()
@@ -199,8 +250,15 @@ class RemoteTrainer(RunState):
 def serve(control_fd: int, results_fd: int, threads: int):
     """A worker process's life: wait for a job, train it, send everything back, wait for the next."""
     control, results = Connection(control_fd), Connection(results_fd)
+    send_lock = threading.Lock()  # the control thread (a refused job) and the training both send
+
+    def send(msg: tuple):
+        with send_lock:
+            results.send(msg)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the server's terminal is for the server
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s")
+    limit_self()
     torch.set_num_threads(threads)
     jobs: queue.Queue = queue.Queue()
     current: list[Trainer] = []  # the trainer now running (set before its job is queued)
@@ -212,7 +270,7 @@ def serve(control_fd: int, results_fd: int, threads: int):
             except (EOFError, OSError):  # the server is gone: so is this worker
                 os._exit(0)
             if msg[0] == "train":
-                jobs.put(build_trainer(msg[1], results.send, current))
+                jobs.put(build_trainer(msg[1], send, current))
             elif msg[0] in CONTROLS and current:
                 getattr(current[-1], msg[0])()
 
@@ -221,7 +279,22 @@ def serve(control_fd: int, results_fd: int, threads: int):
     while True:
         trainer = jobs.get()
         if trainer is not None:  # None: building it failed, and the message has been sent
-            train_to_end(trainer, results.send)
+            train_to_end(trainer, send)
+
+
+def limit_self(memory_mb: int | None = None):
+    """A worker is what the kernel kills first when memory runs out (never the server with every student's
+    work), and it cannot take more than its own limit: an allocation past it fails as MemoryError."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")  # raising one's own score needs no privilege
+    except OSError:  # not Linux
+        log.warning("cannot raise this worker's oom_score_adj")
+    try:
+        mb = memory_mb or int(os.environ.get(WORKER_MEMORY_ENV, DEFAULT_WORKER_MEMORY_MB))
+    except ValueError:
+        mb = DEFAULT_WORKER_MEMORY_MB
+    resource.setrlimit(resource.RLIMIT_DATA, (mb * 2**20, resource.getrlimit(resource.RLIMIT_DATA)[1]))
 
 
 def warm_up():
@@ -234,15 +307,21 @@ def warm_up():
 
 def build_trainer(job: Job, send: Callable[[tuple], None], current: list) -> Trainer | None:
     """The job's Trainer, wired to send its events; None (and the failure sent) when the settings are refused."""
+    tb = None
     try:
         trainer = Trainer(job.config, job.cfg, job.data())
     except GptvizError as e:
-        send(("event", "status", 0, {"status": "error", "message": str(e)}, _NO_STATS, None))
-        send(("done", "error", str(e), 0, to_bytes(build_model(job.config, job.cfg.seed).state_dict()), None))
-        return None
-    trainer_messages(trainer, send)
-    current[:] = [trainer]
-    return trainer
+        message = str(e)
+    except Exception as e:  # anything else (a bad device, out of memory) must end the run too, not hang it
+        tb = traceback.format_exc()
+        message = f"The training could not start ({type(e).__name__}: {str(e)[:200]})."
+    else:
+        trainer_messages(trainer, send)
+        current[:] = [trainer]
+        return trainer
+    send(("event", "status", 0, {"status": "error", "message": message}, _NO_STATS, None))
+    send(("done", "error", message, 0, to_bytes(build_model(job.config, job.cfg.seed).state_dict()), tb))
+    return None
 
 
 def train_to_end(trainer: Trainer, send: Callable[[tuple], None]):
@@ -265,7 +344,10 @@ class _Slot:
         self.index, self.threads = index, threads
         self.handle: RemoteTrainer | None = None
         self.closing = False  # the server is shutting down: a worker that ends is not replaced
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one writer at a time on the control socket (a job and a "stop" never mix)
+        self.deaths = 0  # deaths in a row of workers that died young (the respawn back-off's step)
+        self.hung = False  # killed because it did not answer Stop
+        self.ready = True  # False while a dead worker is being replaced
         self._spawn()
         threading.Thread(target=self._read, daemon=True, name=f"gptviz-worker-{index}").start()
 
@@ -280,25 +362,34 @@ class _Slot:
             pass_fds=fds, env={**os.environ, "PYTHONPATH": os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])})
         control_there.close(), results_there.close()  # the child holds them: EOF here when it dies
         self.control, self.results = Connection(control_here.detach()), Connection(results_here.detach())
+        self.spawned_at = time.monotonic()
 
     def run(self, handle: RemoteTrainer):
         with self.lock:
             self.handle = handle
-            handle.send = self._send
+            handle.send = lambda op: self._send(op, handle)
             handle.where = f"worker process {self.process.pid}"
-            self.control.send(("train", handle.job))
+            try:
+                self.control.send(("train", handle.job))
+            except OSError:  # the worker just died: its reader thread ends the run
+                pass
 
-    def _send(self, op: str):
-        try:
-            self.control.send((op,))
-        except OSError:  # the worker just died: its reader thread ends the run
-            pass
+    def _send(self, op: str, handle: RemoteTrainer):
+        with self.lock:
+            if self.handle is not handle:  # that run is over: its old controls must not reach the next one
+                return
+            try:
+                self.control.send((op,))
+            except OSError:  # the worker just died: its reader thread ends the run
+                pass
 
     def _read(self):
         while True:
             handle = self.handle
             if handle is not None:  # between messages as well as when none come: a run streams all the time
                 handle.check_watched()
+                if handle.overdue():
+                    self._kill_hung(handle)
             try:
                 if not self.results.poll(1.0):
                     continue
@@ -315,24 +406,49 @@ class _Slot:
                 self.handle = None  # free before on_finish: the queue may hand this slot the next run at once
             handle.receive(msg)
 
+    def _kill_hung(self, handle: RemoteTrainer):
+        """Stop was asked STOP_GRACE_S ago and the worker has not answered: end it (the reader sees it die)."""
+        log.error("gptviz worker %d (pid %s) did not stop its run within %g s: killing it", self.index,
+                  self.process.pid, STOP_GRACE_S)
+        self.hung = True
+        self.process.kill()
+
     def _died(self):
         try:
             code = self.process.wait(5)
         except subprocess.TimeoutExpired:  # its pipe broke but it lives on: end it
             self.process.kill()
             code = self.process.wait()
-        what = (f"its worker process was killed (signal {-code})" if code < 0 else
-                f"its worker process ended unexpectedly (exit code {code})")
+        if self.hung:
+            what = f"its worker did not answer Stop within {STOP_GRACE_S:g} s and was ended"
+        elif code < 0:
+            what = f"its worker process was killed (signal {-code})" + (": out of memory?" if code == -signal.SIGKILL else "")
+        else:
+            what = f"its worker process ended unexpectedly (exit code {code})"
+        self.hung = False
         log.error("gptviz worker %d (pid %s) died: %s; starting a new one", self.index, self.process.pid, what)
+        self.ready = False  # not idle while it restarts: the pool gives runs to the other workers
         handle, self.handle = self.handle, None
+        self._back_off()
         with self.lock:
             self._spawn()
-        if handle is not None:
-            handle.lost(what + (": out of memory?" if code == -signal.SIGKILL else ""))
+        self.ready = True
+        if handle is not None:  # after the new worker exists: ending the run may hand this slot the next one
+            handle.lost(what)
+
+    def _back_off(self):
+        """A worker that dies young (a broken install, no memory at all) is not restarted in a tight loop."""
+        young = time.monotonic() - self.spawned_at < 30
+        self.deaths = self.deaths + 1 if young else 0
+        if self.deaths:
+            wait = RESPAWN_BACKOFF_S[min(self.deaths, len(RESPAWN_BACKOFF_S)) - 1]
+            log.error("gptviz worker %d died %d time(s) in a row within 30 s of starting: waiting %d s before "
+                      "starting it again", self.index, self.deaths, wait)
+            time.sleep(wait)
 
     @property
     def idle(self) -> bool:
-        return self.handle is None
+        return self.handle is None and self.ready
 
 
 class WorkerPool:

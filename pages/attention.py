@@ -10,6 +10,7 @@ from ui.attention import follow_newest, generate_tokens, on_cell_click, own_gene
 from ui.common import (capture, clamp, fit_prompt, head_scores, inspected, intro, keep, last_figure,
                        prompt_ids)
 from ui.entry import require_app
+from ui.models import identity
 from ui.state import Attention
 
 
@@ -162,7 +163,7 @@ def main():
 
     _, cache = capture(entry, ids)
     patterns = analysis.attention_for(cache, model.config.n_layer)  # (n_layer, n_head, T, T)
-    view = (entry.key, id(model), tuple(ids))  # what every figure below depends on, besides its own pickers
+    view = (entry.key, identity(model), tuple(ids))  # what every figure below depends on, besides its own pickers
     scores = head_scores(entry)
     every_head(entry, patterns, labels, view, scores)
     detector_table(model.config, scores)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from gptviz import analysis, viz
+from gptviz.data import MAX_TEXT_BYTES, MB
 from gptviz.tokenizers import BPE_MAX_VOCAB, BPE_MIN_VOCAB
 from ui import data, state
 from ui.common import intro, student_errors
@@ -24,6 +25,7 @@ def choices():
                  key=state.CORPUS, persist_state="session")
         if state.get(state.CORPUS) == state.UPLOAD:
             upload = st.file_uploader("Upload a plain-text file (UTF-8, up to 10 MB)", type=["txt"],
+                                      max_upload_size=MAX_TEXT_BYTES // MB,
                                       key=state.Data.UPLOAD)
             error = data.take_upload(upload)
             if error:

@@ -13,6 +13,7 @@ from ui import state
 from ui.state import NextToken
 from ui.common import capture, inspected, intro, prompt_ids, student_errors
 from ui.entry import require_app
+from ui.models import identity
 from ui.next_token import (append, append_picked, on_bar_click, request, take_request,
                            undo, undo_stack)
 
@@ -67,7 +68,7 @@ def serve_request(what, entry, ids, settings, settings_text, seed):
     if what == "many":
         start = time.perf_counter()
         new = generate.generate(model, ids, N_SAMPLE, seed=seed, **settings)
-        st.session_state[NextToken.SAMPLE] = dict(source=(entry.key, id(model), tuple(ids)), new=new,
+        st.session_state[NextToken.SAMPLE] = dict(source=(entry.key, identity(model), tuple(ids)), new=new,
                                         seconds=time.perf_counter() - start, settings=settings_text, seed=seed)
 
 
@@ -119,7 +120,7 @@ def continuation(entry, ids):
     st.button(f"Sample {N_SAMPLE} tokens", key=NextToken.SAMPLE_MANY, type="primary", on_click=request,
               args=("many",))
     sample = st.session_state.get(NextToken.SAMPLE)
-    if sample and sample["source"] == (entry.key, id(entry.model), tuple(ids)):  # made from this model and prompt
+    if sample and sample["source"] == (entry.key, identity(entry.model), tuple(ids)):  # made from this model and prompt
         st.html(
             '<div style="font-family:monospace;white-space:pre-wrap;line-height:1.5;color:#000">'
             f'<span style="color:#888;font-weight:bold">{html.escape(tok.decode(ids))}</span>'

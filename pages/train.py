@@ -2,6 +2,7 @@ import streamlit as st
 
 from gptviz import analysis, budget, runs, viz
 from gptviz.checkpoints import to_bytes
+from gptviz.limits import TRAIN
 from gptviz.model import PRESET_TITLES, PRESETS
 from ui import data, notebook, state, training
 from ui.common import intro, student_errors
@@ -9,7 +10,13 @@ from ui.entry import require_app
 from ui.state import Train
 from ui.state import train_setting as key
 
-SEED_MAX = 2**31 - 1
+SEED_MAX = int(TRAIN["seed"].high)
+
+
+def _range(name: str) -> tuple:
+    """A slider's (min, max, step) from the one list of the page's ranges (gptviz.limits.TRAIN)."""
+    r = TRAIN[name]
+    return r.low, r.high, r.step
 
 
 def header():
@@ -36,16 +43,16 @@ def text_caption():
 
 def model_sliders():
     st.markdown("**Model**")
-    st.slider("n_layer (blocks)", 0, 8, key=key("n_layer"), persist_state="session", bind="query-params",
+    st.slider("n_layer (blocks)", *_range("n_layer"), key=key("n_layer"), persist_state="session", bind="query-params",
               help="0 gives a bigram model: no attention at all.")
-    st.select_slider("n_embd (embedding width)", [16, 32, 48, 64, 96, 128, 192, 256], key=key("n_embd"),
+    st.select_slider("n_embd (embedding width)", TRAIN["n_embd"].options, key=key("n_embd"),
                      persist_state="session", bind="query-params")
     st.select_slider("n_head (heads per block)", training.keep_head_valid(), key=key("n_head"),
                      persist_state="session", bind="query-params",
                      help="Only values that divide n_embd: each head gets n_embd / n_head dimensions.")
-    st.select_slider("block_size (context length)", [8, 16, 32, 64, 128, 256], key=key("block_size"),
+    st.select_slider("block_size (context length)", TRAIN["block_size"].options, key=key("block_size"),
                      persist_state="session", bind="query-params")
-    st.slider("dropout", 0.0, 0.5, step=0.05, key=key("dropout"), persist_state="session", bind="query-params")
+    st.slider("dropout", *_range("dropout"), key=key("dropout"), persist_state="session", bind="query-params")
     with st.expander("Switch parts of the model on and off"):
         st.toggle("position embeddings", key=key("pos_embd"), persist_state="session", bind="query-params")
         st.toggle("MLP after attention", key=key("mlp"), persist_state="session", bind="query-params")
@@ -55,14 +62,14 @@ def model_sliders():
 
 def training_sliders():
     st.markdown("**Training**")
-    st.select_slider("batch_size", [4, 8, 12, 16, 24, 32, 48, 64], key=key("batch_size"), persist_state="session",
+    st.select_slider("batch_size", TRAIN["batch_size"].options, key=key("batch_size"), persist_state="session",
                      bind="query-params")
     st.select_slider("learning_rate (peak)", training.LEARNING_RATES,
                      key=key("learning_rate"), format_func=lambda v: f"{v:g}", persist_state="session",
                      bind="query-params",
                      help="Warm-up, then cosine decay to a tenth of it. Too high and the loss explodes.")
-    st.slider("iterations", 20, 5000, step=20, key=key("max_iters"), persist_state="session", bind="query-params")
-    st.slider("eval_interval", 10, 500, step=10, key=key("eval_interval"), persist_state="session",
+    st.slider("iterations", *_range("max_iters"), key=key("max_iters"), persist_state="session", bind="query-params")
+    st.slider("eval_interval", *_range("eval_interval"), key=key("eval_interval"), persist_state="session",
               bind="query-params", help="How often to measure the loss on held-out text (and print a sample).")
     # a number out of range turns red and Enter does nothing: the label says the range
     st.number_input(f"seed (0 to {SEED_MAX:,})", 0, SEED_MAX, key=key("seed"), persist_state="session",
@@ -189,8 +196,18 @@ def runs_notebook(batch: list[state.Run]):
                 icon="⚖️")
 
 
+def link_notes():
+    """A link's out-of-range settings were moved to the nearest allowed value: say so."""
+    notes = training.clamp_link()
+    if notes:
+        st.session_state[Train.LINK_NOTES] = notes
+    for note in st.session_state.get(Train.LINK_NOTES, []):
+        st.info(note, icon="🔗")
+
+
 require_app()
 header()
+link_notes()
 training.init_defaults()
 vocab = text_caption()
 st.selectbox("Preset (the lecture's ladder)", list(PRESETS), format_func=PRESET_TITLES.get, key=key("preset"),

@@ -38,3 +38,14 @@ def test_short_fuzz_run(base):
     assert r["bug"] == 0, r["bugs"][:3]
     assert r["refused"] > 60 and r["loaded"] > 5  # both outcomes are exercised
     assert r["peak_rss_growth_mb"] < F.MAX_RSS_GROWTH_MB
+
+
+@pytest.mark.parametrize("how", F.JSON_TEXT_EDITS[1:])
+@pytest.mark.parametrize("section", ["tokenizer", "meta", "config"])
+def test_damaged_json_text_of_each_section_is_refused_or_loads(base, section, how):
+    """Issue 21: the fuzzer also damages the JSON texts themselves (numbers, NaN, a self-doubling tokenizer)."""
+    outcome, detail = F.trial(F.apply([{"op": "json_text", "section": section, "how": how, "at": 0.5, "char": "]"}],
+                                      base))
+    assert outcome in ("refused", "loaded"), detail
+    if how == "doubling_bpe" and section == "tokenizer":
+        assert outcome == "refused" and "tokens longer than 1 MB" in detail

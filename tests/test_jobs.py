@@ -1,3 +1,5 @@
+import pytest
+
 from gptviz.jobs import JobQueue
 from gptviz.train import Status, TrainConfig, Trainer
 
@@ -67,3 +69,46 @@ def test_the_queue_changes_status_through_the_trainers_setter(small_config, shak
     queue.cancel(first)
     first.join(10)
     assert [e.data["status"] for e in first.events if e.kind == "status"][-1] == "stopped"
+
+
+# --- fair slots (issue 21) -------------------------------------------------------------------------
+
+def stop_all(*trainers):
+    for t in trainers:
+        t.stop()
+    for t in trainers:
+        t.join(10)
+
+
+def test_a_tab_that_queues_the_whole_ladder_cannot_starve_the_class(small_config, shakespeare_char):
+    """Two slots, one tab queues five: it runs one at a time, and a classmate's run starts next, not sixth."""
+    queue = JobQueue(max_running=2, per_owner_running=1, per_owner_waiting=10)
+    ladder = [queue.submit(long_run(small_config, shakespeare_char), owner="greedy") for _ in range(5)]
+    assert wait_until(lambda: ladder[0].step > 0)
+    assert queue.running == 1 and ladder[1].status == "queued"  # the second slot stays free for others
+    classmate = queue.submit(long_run(small_config, shakespeare_char), owner="classmate")
+    assert wait_until(lambda: classmate.step > 0)  # at once, in the free slot
+    late = queue.submit(long_run(small_config, shakespeare_char), owner="late")
+    assert queue.ahead(late) == (1, 0)  # one round of turns: greedy's next, then late's
+    assert queue.ahead(ladder[2]) == (2, 1) and queue.ahead(ladder[3]) == (3, 2)
+    ladder[0].stop()
+    assert wait_until(lambda: ladder[1].step > 0)
+    classmate.stop()
+    assert wait_until(lambda: late.step > 0)  # greedy has one running: the turn passes to late
+    assert ladder[2].status == "queued"
+    for t in ladder[2:]:
+        queue.cancel(t)
+    stop_all(ladder[1], late)
+
+
+def test_a_tab_cannot_queue_more_than_its_share(small_config, shakespeare_char):
+    from gptviz.jobs import QueueFull
+
+    queue = JobQueue(max_running=1, per_owner_running=1, per_owner_waiting=2)
+    runs = [queue.submit(long_run(small_config, shakespeare_char), owner="tab") for _ in range(3)]  # 1 runs, 2 wait
+    with pytest.raises(QueueFull, match="You already have 2 trainings waiting; each tab may queue 2"):
+        queue.check_room("tab", 1)
+    queue.check_room("another tab", 2)  # others are not affected
+    for t in runs[1:]:
+        queue.cancel(t)
+    stop_all(runs[0])

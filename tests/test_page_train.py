@@ -1,6 +1,7 @@
 """The Train page in a real Streamlit session: sliders, a real background training, saving."""
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -324,3 +325,33 @@ def test_two_runs_that_differ_in_n_head_are_named_for_it_everywhere_and_seeds_sh
 def latest_batch(at):
     runs = list(at.session_state[state.TAB].runs.values())
     return [r for r in runs if r.batch == runs[-1].batch]
+
+
+@pytest.mark.parametrize("link, setting, widget, used", [
+    ({"train_n_layer": "128"}, "n_layer", "slider", 8),
+    ({"train_max_iters": "1000000000"}, "max_iters", "slider", 5000),
+    ({"train_n_embd": "100"}, "n_embd", "select_slider", 96),
+    ({"train_dropout": "-1"}, "dropout", "slider", 0.0),
+])
+def test_a_link_outside_the_pages_ranges_uses_the_nearest_allowed_value_and_says_so(link, setting, widget, used):
+    """Issue 21: /train?train_n_layer=128 replaced the page with Streamlit's redacted error."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+    at.query_params.update(link)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert getattr(at, widget)(key=f"train_{setting}").value == used
+    assert any(f"The link's {setting}" in i.value and f"{used:g} is used" in i.value for i in at.info)
+
+
+def test_a_link_value_that_is_no_number_falls_back_to_the_default():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+    at.query_params.update({"train_n_layer": "many"})
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception and at.slider(key="train_n_layer").value == 4
+    assert any("n_layer ('many') is not a number" in i.value for i in at.info)

@@ -107,3 +107,24 @@ def test_a_lost_node_fails_its_run_with_the_last_snapshot_and_the_other_run_goes
     assert wait_for(lambda: other.step > step + 3, 60) and not other.done  # the head's run goes on
     backend.cancel(other)
     assert wait_for(lambda: other.done, 60) and other.status == "stopped"
+
+
+def test_an_unreachable_cluster_is_said_once_at_start_and_the_class_trains_here(caplog):
+    """Issue 21: an unreachable cluster was retried (for minutes) on every page of every session."""
+    import logging
+    import socket
+
+    from gptviz.backends import Backend
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with caplog.at_level(logging.ERROR, logger="gptviz.backends"):
+        backend = Backend("ray", max_running=1, ray_address=f"127.0.0.1:{port}")
+    try:
+        assert backend.kind == "processes" and backend.pool is not None and backend.ray is None
+        assert f"Cannot reach the Ray cluster at 127.0.0.1:{port}" in backend.notice
+        assert "RAY_AUTH_MODE=token" in backend.notice and "worker processes instead" in backend.notice
+        assert [r.getMessage() for r in caplog.records if "Cannot reach" in r.getMessage()] == [f"gptviz: {backend.notice}"]
+    finally:
+        backend.pool.close()

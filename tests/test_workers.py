@@ -231,3 +231,116 @@ def test_two_sessions_asking_for_the_same_run_train_it_once_and_both_get_the_mod
     assert a is not b and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     for at in sessions:  # each student's own run, in their own model picker
         assert f"🧪 {latest(at).name}" in at.sidebar.selectbox[0].options
+
+
+# --- workers that cannot hang (issue 21) --------------------------------------------------------------
+
+def endless(**kw):
+    return quick(**{**dict(max_iters=100_000, eval_interval=10_000, sample_tokens=0, snapshot_steps=[0, 5]), **kw})
+
+
+def test_workers_are_the_ones_the_kernel_kills_first_and_have_a_memory_limit(pool):
+    import resource
+
+    from gptviz.workers import DEFAULT_WORKER_MEMORY_MB
+
+    for pid in pool.pids:
+        assert wait_for(lambda: open(f"/proc/{pid}/oom_score_adj").read().strip() == "1000", 30)
+        soft, _ = resource.prlimit(pid, resource.RLIMIT_DATA)
+        assert soft == DEFAULT_WORKER_MEMORY_MB * 2**20
+    assert open("/proc/self/oom_score_adj").read().strip() != "1000"  # the server keeps its own score
+
+
+def test_any_failure_while_building_a_run_ends_it_as_error_and_frees_the_slot(pool, small_config, shakespeare_char,
+                                                                               caplog):
+    """device="cuda" on a CPU host raised outside GptvizError: the run stayed 'running' and the slot busy."""
+    queue = JobQueue(2)
+    with caplog.at_level(logging.ERROR, logger="gptviz.workers"):
+        bad = queue.submit(RemoteTrainer(small_config, quick(device="cuda"), shakespeare_char, pool.launch))
+        bad.join(60)
+    assert bad.status == "error" and "could not start" in bad.message and queue.running == 0
+    assert any("Traceback" in r.getMessage() for r in caplog.records)
+    after = queue.submit(RemoteTrainer(small_config, quick(max_iters=10, sample_tokens=0), shakespeare_char, pool.launch))
+    after.join(120)
+    assert after.status == "finished"
+
+
+def test_a_finished_runs_handle_controls_nothing(small_config, shakespeare_char):
+    one = WorkerPool(1, threads=1)
+    try:
+        queue = JobQueue(1)
+        old = queue.submit(RemoteTrainer(small_config, quick(max_iters=5, sample_tokens=0), shakespeare_char, one.launch))
+        old.join(120)
+        new = queue.submit(RemoteTrainer(small_config, endless(), shakespeare_char, one.launch))
+        assert wait_for(lambda: new.step > 3)
+        old.stop(), old.pause()  # the old page's buttons: the worker now trains `new`
+        held = new.step
+        assert wait_for(lambda: new.step > held + 5) and new.status == "running"
+        queue.cancel(new)
+        new.join(30)
+        assert new.status == "stopped"
+    finally:
+        one.close()
+
+
+def test_stop_kills_a_worker_that_does_not_answer(small_config, shakespeare_char, monkeypatch, caplog):
+    from gptviz import workers
+
+    monkeypatch.setattr(workers, "STOP_GRACE_S", 1.0)
+    one = WorkerPool(1, threads=1)
+    try:
+        queue = JobQueue(1)
+        run = queue.submit(RemoteTrainer(small_config, endless(), shakespeare_char, one.launch))
+        assert wait_for(lambda: 5 in run.snapshots)
+        hung = one.pids[0]
+        os.kill(hung, signal.SIGSTOP)  # a worker stuck in a step that never ends
+        with caplog.at_level(logging.ERROR, logger="gptviz.workers"):
+            queue.cancel(run)
+            run.join(30)
+        assert run.status == "stopped" and "did not answer Stop within 1 s" in run.message
+        assert "last snapshot (step 5)" in run.message
+        assert one.pids[0] != hung  # a fresh worker took its place
+        assert any("in a row within 30 s" in r.getMessage() for r in caplog.records)  # it died young: back-off
+        again = queue.submit(RemoteTrainer(small_config, quick(max_iters=5, sample_tokens=0), shakespeare_char,
+                                           one.launch))
+        again.join(120)
+        assert again.status == "finished"
+    finally:
+        one.close()
+
+
+def test_a_training_past_its_time_limit_is_stopped_with_its_weights(pool, small_config, shakespeare_char):
+    run = RemoteTrainer(small_config, endless(), shakespeare_char, pool.launch)
+    run.max_s = 1.0  # GPTVIZ_MAX_TRAINING_MINUTES, in seconds
+    JobQueue(2).submit(run)
+    run.join(60)
+    assert run.status == "stopped" and run.message.startswith("Stopped at the time limit of 0.0166667 minutes")
+    assert run.step > 0
+
+
+def test_a_paused_run_gives_its_worker_back(pool, small_config, shakespeare_char):
+    run = RemoteTrainer(small_config, endless(), shakespeare_char, pool.launch)
+    run.max_pause_s = 0.5
+    queue = JobQueue(2)
+    queue.submit(run)
+    assert wait_for(lambda: run.step > 3)
+    run.pause()
+    run.join(60)
+    assert run.status == "stopped" and "Paused for more than" in run.message and queue.running == 0
+
+
+def test_a_student_who_joined_a_run_someone_paused_can_resume_it(small_config, shakespeare_char):
+    backend = Backend("threads", max_running=1)
+    cfg = endless()
+    first = backend.submit(small_config, cfg, shakespeare_char)
+    assert wait_for(lambda: first.step > 3)
+    first.pause()
+    assert wait_for(lambda: first.status == "paused")
+    joined = backend.submit(small_config, endless(), shakespeare_char)
+    assert joined.trainer is first.trainer
+    joined.pause()  # no effect (already paused), and pausing someone's shared run is never a joiner's to do
+    joined.resume()
+    assert wait_for(lambda: first.status == "running" and first.step > 6)
+    backend.cancel(first), backend.cancel(joined)
+    first.trainer.join(30)
+    assert first.trainer.status == "stopped"

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import random
+import re
 import resource
 import struct
 import sys
@@ -67,7 +68,8 @@ def _one(rng: random.Random, base: bytes) -> dict:
     names = sorted(k for k in header if k != "__metadata__")
     n_header = len(base) - len(body)
     op = rng.choice(["flip_header", "flip_body", "truncate", "length", "dtype", "shape", "drop", "extra",
-                     "rename", "offsets", "config", "tokenizer", "meta", "metadata", "values", "structure"])
+                     "rename", "offsets", "config", "tokenizer", "meta", "metadata", "values", "structure",
+                     "json_text", "json_text"])
     if op == "flip_header":
         return {"op": "flip", "at": rng.randrange(n_header), "bit": rng.randrange(8)}
     if op == "flip_body":
@@ -108,6 +110,9 @@ def _one(rng: random.Random, base: bytes) -> dict:
         path = rng.choice([["history"], ["history", "step"], ["history", "val_loss"], ["corpus"], ["status"],
                            ["train_config"], ["elapsed_s"], ["new_field"]])
         return {"op": "json", "section": "meta", "path": path, "value": rng.choice(ODD_VALUES + ["<delete>"])}
+    if op == "json_text":  # the JSON text of a section itself: a character, a number, a hostile tokenizer
+        return {"op": "json_text", "section": rng.choice(["tokenizer", "meta", "config"]),
+                "how": rng.choice(JSON_TEXT_EDITS), "at": rng.random(), "char": rng.choice('{}[]",:-.0123456789eEaN \\')}
     if op == "metadata":
         key = rng.choice(["format", "config", "tokenizer", "meta", "extra"])
         return {"op": "metadata", "key": key, "value": rng.choice(["<delete>", "", "{", "[]", "null", "1e999",
@@ -215,6 +220,37 @@ _STRUCTURES = {
 }
 
 
+# how the JSON text of a section is damaged (see _json_text)
+JSON_TEXT_EDITS = ["char", "char", "big_int", "nan", "infinity", "huge_float", "doubling_bpe", "long_token", "deep"]
+
+
+def _json_text(m, header):
+    meta = header.get("__metadata__")
+    text = meta.get(m["section"]) if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        return
+    at = int(m["at"] * len(text))
+    edits = {
+        "char": lambda: text[:at] + m["char"] + text[at + 1:],
+        "big_int": lambda: _replace_number(text, at, "9" * 5000),
+        "nan": lambda: _replace_number(text, at, "NaN"),
+        "infinity": lambda: _replace_number(text, at, "-Infinity"),
+        "huge_float": lambda: _replace_number(text, at, "1e999"),
+        # each merge joins the previous token with itself: 2**40 bytes from a 1 KB tokenizer
+        "doubling_bpe": lambda: json.dumps({"kind": "bpe", "merges": [[32, 32]] + [[256 + i, 256 + i] for i in range(40)]}),
+        "long_token": lambda: json.dumps({"kind": "bpe", "merges": [[97, 97]] + [[256 + i, 97] for i in range(3000)]}),
+        "deep": lambda: text[:at] + "[" * 20_000 + text[at:],
+    }
+    meta[m["section"]] = edits[m["how"]]()
+
+
+def _replace_number(text: str, at: int, new: str) -> str:
+    """The first number at or after `at` (else the first one) replaced by `new`."""
+    found = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?").search
+    m = found(text, at) or found(text)
+    return text if m is None else text[:m.start()] + new + text[m.end():]
+
+
 def _structure(m, data):
     if m["value"] == "bad_utf8":
         (n,) = struct.unpack("<Q", data[:8])
@@ -243,7 +279,7 @@ def _values(m, data):
 _APPLY = {"flip": _flip, "truncate": lambda m, d: d[: m["at"]], "length": _length, "entry": _with_header(_entry),
           "drop": _with_header(_drop), "copy": _with_header(_copy), "rename": _with_header(_rename),
           "metadata": _with_header(_metadata), "json": _with_header(_json_edit), "structure": _structure,
-          "values": _values}
+          "values": _values, "json_text": _with_header(_json_text)}
 
 
 # --------------------------------------------------------------------------- one trial

@@ -15,7 +15,7 @@ from gptviz.errors import GptvizError
 from gptviz.generate import fit_to_window
 
 from . import models, state, timeline
-from .models import ModelEntry
+from .models import ModelEntry, identity
 
 FALLBACK_PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
 
@@ -88,7 +88,7 @@ def encode_prompt(model: ModelEntry, text: str, replace_unknown: bool = False, r
 def capture(model: ModelEntry, ids: list[int]):
     """run_with_cache, remembered per session for the last few (model, prompt) pairs."""
     memo: OrderedDict = st.session_state.setdefault(state.CAPTURES, OrderedDict())
-    key = (model.key, id(model.model), tuple(ids))
+    key = (model.key, identity(model.model), tuple(ids))
     if key not in memo:
         memo[key] = model.model.run_with_cache(torch.tensor([ids]))
         while len(memo) > 8:
@@ -100,7 +100,7 @@ def capture(model: ModelEntry, ids: list[int]):
 def fingerprint(model: ModelEntry) -> str:
     """A hash of the weights, once per model object and session: equal weights give equal keys in every session."""
     memo: OrderedDict = st.session_state.setdefault(state.FINGERPRINTS, OrderedDict())
-    key = (model.key, id(model.model))
+    key = (model.key, identity(model.model))
     if key not in memo:
         digest = hashlib.sha1()
         for name, tensor in model.model.state_dict().items():

@@ -57,7 +57,9 @@ def chosen_data() -> tuple[str, TokenData] | None:
     kind = state.get(state.TOKENIZER)
     wants_size = kind in tokenizers.KINDS and "vocab_size" in tokenizers.KINDS[kind].options
     vocab = state.get(state.BPE_VOCAB) if wants_size else None
-    digest = name if name in CORPORA else hashlib.sha256(text.encode()).hexdigest()
+    # a bundled text by its name, an upload by its content: an upload *named* like a bundled text is still an upload
+    bundled = state.get(state.CORPUS) != state.UPLOAD and name in CORPORA
+    digest = f"corpus:{name}" if bundled else "upload:" + hashlib.sha256(text.encode()).hexdigest()
     return name, _token_data(digest, kind, vocab, text)
 
 

@@ -7,12 +7,14 @@ and two students must never share one.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import streamlit as st
 
+from gptviz import limits, memory
 from gptviz.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint
 from gptviz.errors import GptvizError
 from gptviz.model import GPT
@@ -57,6 +59,18 @@ class ModelEntry:
     step: int | None = None  # a training-timeline snapshot's step; None: the model as training left it
 
 
+_identities = itertools.count(1)
+
+
+def identity(model) -> int:
+    """A number no other model object of this server ever gets: memo keys use it, because id() is reused
+    after garbage collection (a deleted model's captures would be shown for a new one)."""
+    token = model.__dict__.get("_gptviz_identity")
+    if token is None:
+        token = model.__dict__["_gptviz_identity"] = next(_identities)
+    return token
+
+
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _checkpoint_bytes(path: str, mtime: float) -> bytes:
     return Path(path).read_bytes()
@@ -86,12 +100,23 @@ def choices() -> dict[str, str]:
     return {**_run_choices(), **_upload_choices(), **_checkpoint_choices()}
 
 
+OPEN_FACTOR = 3  # a file's bytes, its tensors and the float32 model built from them, while it opens
+
+
 def _load_checkpoint(name: str) -> Checkpoint:
+    """This tab's own model of a server checkpoint; at most limits.OPENED_PER_TAB are kept, the least
+    recently used is dropped (it is rebuilt from the file when picked again)."""
     path = checkpoint_dir() / f"{name}.safetensors"
     mtime = path.stat().st_mtime
     loaded = st.session_state[state.LOADED]
     if name not in loaded or loaded[name][0] != mtime:
+        loaded.pop(name, None)
+        while len(loaded) >= limits.OPENED_PER_TAB:
+            loaded.pop(next(iter(loaded)))
+        memory.check(OPEN_FACTOR * path.stat().st_size, f"opening {name}",
+                     "Try again in a minute, or delete a model you no longer need (🗑️ in the sidebar).")
         loaded[name] = (mtime, load_checkpoint(_checkpoint_bytes(str(path), mtime)))
+    loaded[name] = loaded.pop(name)  # most recently used last
     return loaded[name][1]
 
 
@@ -143,18 +168,37 @@ def delete(key: str):
     st.session_state[state.MODEL] = None  # the picker falls back to the first model left
 
 
+@st.cache_resource(show_spinner=False)
+def server_upload_limit() -> int:
+    """The server's upload limit, set by the app itself: a config.toml in another working directory (or
+    none: Streamlit's 200 MB) must not decide it. Read on every upload request, so it holds from now on.
+    The first page of the server also logs its memory budget (gptviz.memory)."""
+    from streamlit import config
+
+    config.set_option("server.maxUploadSize", limits.CHECKPOINT_MAX_MB, "gptviz.limits")
+    memory.budget()
+    return limits.CHECKPOINT_MAX_MB
+
+
 def uploader():
     """Open a checkpoint file from the student's computer: it joins this session's models only."""
-    upload = st.sidebar.file_uploader("Open a checkpoint (.safetensors)", type=["safetensors"], key=state.MODEL_UPLOAD)
+    upload = st.sidebar.file_uploader(f"Open a checkpoint (.safetensors, up to {server_upload_limit()} MB)",
+                                      type=["safetensors"], key=state.MODEL_UPLOAD,
+                                      max_upload_size=limits.CHECKPOINT_MAX_MB)
     if upload is None or upload.file_id == st.session_state.get(state.MODEL_UPLOAD_ID):
         return
     st.session_state[state.MODEL_UPLOAD_ID] = upload.file_id
+    name = Path(upload.name).stem
     try:
+        if name not in state.uploaded_models() and len(state.uploaded_models()) >= limits.UPLOADS_PER_TAB:
+            raise GptvizError(f"This tab already has {limits.UPLOADS_PER_TAB} files open: delete one you no longer "
+                              "need (🗑️ under the model picker) to open another.")
+        memory.check(OPEN_FACTOR * upload.size, "opening this file",
+                     "Try again in a minute, or delete a model you no longer need (🗑️ in the sidebar).")
         ck = load_checkpoint(upload.getvalue())
     except GptvizError as e:
         st.sidebar.error(f"{upload.name}: {e}", icon="⚠️")
         return
-    name = Path(upload.name).stem
     state.uploaded_models()[name] = ck
     st.session_state[state.MODEL] = str(ModelKey(ModelKey.UP, name))
 

@@ -78,6 +78,7 @@ class Train:
     SEEDS = "train_seeds"  # the button that repeats the last runs with two more seeds
     COMPARE_CHART = "train_compare_chart"
     VERDICT_A, VERDICT_B = "train_verdict_a", "train_verdict_b"  # the two rows (seed groups) the verdict compares
+    LINK_NOTES = "train_link_notes"  # what a shared link asked for outside the page's ranges, and what was used
 
 
 class Attention:

@@ -15,7 +15,7 @@ import torch
 from gptviz.model import GPT
 
 from . import state
-from .models import ModelEntry
+from .models import ModelEntry, identity
 
 
 def final_step(entry: ModelEntry) -> int:
@@ -31,7 +31,7 @@ def steps(entry: ModelEntry) -> list[int]:
 
 def _model_at(entry: ModelEntry, step: int) -> GPT:
     memo: OrderedDict = st.session_state.setdefault(state.TIMELINE_MODELS, OrderedDict())
-    key = (entry.key, id(entry.model), step)
+    key = (entry.key, identity(entry.model), step)
     if key not in memo:
         with torch.device("meta"):  # no random init: every weight comes from the snapshot
             model = GPT(entry.model.config)

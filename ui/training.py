@@ -9,10 +9,10 @@ from typing import Callable
 import streamlit as st
 import torch
 
-from gptviz import budget, runs
+from gptviz import budget, limits, memory, runs
 from gptviz.backends import Backend
 from gptviz.bench import matmul_peak_gflops
-from gptviz.checkpoints import checkpoint_path, free_name, save_checkpoint
+from gptviz.checkpoints import checkpoint_path, free_name, quota_bytes, save_checkpoint
 from gptviz.data import TokenData
 from gptviz.errors import GptvizError
 from gptviz.experiments import ladder_configs
@@ -27,7 +27,7 @@ from .state import train_setting as key
 
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embd", "mlp", "residual", "layernorm")
 DEFAULT_PRESET = "gpt"
-LEARNING_RATES = [1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 1e-1, 1.0]  # the slider's stops
+LEARNING_RATES = list(limits.TRAIN["learning_rate"].options)  # the slider's stops
 ABANDON_AFTER_S = 120  # a run nobody has watched this long stops (a Wi-Fi blip is shorter)
 
 
@@ -45,16 +45,42 @@ def init_defaults():
         st.session_state.setdefault(key(name), _from_link(key(name), value))
 
 
-def _from_link(name: str, default):
+def clamp_link() -> list[str]:
+    """A shared link's settings outside the Train page's ranges (typed by hand, or saved before a range
+    changed) move to the nearest allowed value: one note per setting moved, instead of a broken page."""
+    notes = []
+    t = TrainConfig()
+    defaults = {**preset_values(DEFAULT_PRESET), "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+                "max_iters": t.max_iters, "eval_interval": t.eval_interval, "seed": t.seed}
+    for name in limits.TRAIN:
+        text = st.query_params.get(key(name))
+        if text is None:
+            continue
+        value = _from_link(key(name), None, type(defaults[name]))
+        if value is None:
+            del st.query_params[key(name)]
+            notes.append(f"The link's {name} ({text[:20]!r}) is not a number: the default is used.")
+            continue
+        near, moved = limits.clamp(name, value)
+        if moved:
+            st.query_params[key(name)] = str(near)
+            st.session_state.pop(key(name), None)  # the widget takes the corrected link value
+            notes.append(f"The link's {name} {text[:20]} is outside what this page allows: {near:g} is used.")
+    return notes
+
+
+def _from_link(name: str, default, kind: type | None = None):
     """A shared link's setting (a query parameter) when it is valid, else the default."""
     text = st.query_params.get(name)
     if text is None:
         return default
+    kind = kind or type(default)
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             return {"true": True, "false": False}[text.lower()]
-        return type(default)(text)
-    except (KeyError, ValueError):
+        value = kind(float(text)) if kind is int else kind(text)  # "1e9" or "64.0" for a whole number too
+        return value if kind is not float or value == value and abs(value) != float("inf") else default
+    except (KeyError, ValueError, OverflowError):
         return default
 
 
@@ -66,7 +92,7 @@ def apply_preset():
 
 def head_choices(n_embd: int) -> list[int]:
     """Only head counts that divide n_embd: every head gets an equal slice."""
-    return [h for h in range(1, 17) if n_embd % h == 0]
+    return [h for h in range(1, int(limits.TRAIN["n_head"].high) + 1) if n_embd % h == 0]
 
 
 def keep_head_valid() -> list[int]:
@@ -171,10 +197,11 @@ def _launch(make_specs: Callable[[], list[Spec]]):
     st.session_state[Train.ERROR] = None
     try:
         specs = make_specs()
-        for s in specs:
-            budget.check_fits(budget.estimate(s.config, s.cfg))
+        check_room(specs)
         # identical requests (a classmate's same settings, seed and text) share one training
-        trainers = [job_queue().submit(s.config, s.cfg, s.data, ABANDON_AFTER_S) for s in specs]
+        owner = state.tab().token  # the tab's fair share of the queue (gptviz/jobs.py)
+        job_queue().check_room(owner, len(specs))
+        trainers = [job_queue().submit(s.config, s.cfg, s.data, ABANDON_AFTER_S, owner) for s in specs]
     except GptvizError as e:
         st.session_state[Train.ERROR] = str(e)
         return
@@ -186,6 +213,21 @@ def _launch(make_specs: Callable[[], list[Spec]]):
                         preset=spec.preset, batch=batch, settings=settings, group=spec.group, data=spec.data,
                         colour=series_colour(len(state.runs())))
         state.runs()[run.id] = run
+
+
+def check_room(specs: list[Spec]):
+    """Before anything is queued: each training fits its own limit, the tab its share, the server its budget."""
+    if len(state.runs()) + len(specs) > limits.RUNS_PER_TAB:
+        raise GptvizError(f"This tab keeps {len(state.runs())} runs, and at most {limits.RUNS_PER_TAB}: delete runs you no "
+                          "longer need (🗑️ under the model picker) or save the good ones, then train again.")
+    needed = 0
+    for s in specs:
+        est = budget.estimate(s.config, s.cfg)
+        budget.check_fits(est)
+        needed += est.memory_bytes + budget.kept_bytes(est.params, s.cfg)
+    memory.check(needed, "this training" if len(specs) == 1 else f"these {len(specs)} trainings",
+                 "Train a smaller model (n_embd, n_layer, block_size, batch_size) or wait for a classmate's "
+                 "training to finish.")
 
 
 def start():
@@ -245,7 +287,8 @@ def save(run: state.Run):
                               f"classmate's, or an earlier run of yours). Choose another name, such as "
                               f"{free_name(path.stem, path.parent)!r}.")
         t = run.trainer
-        save_checkpoint(path, t.model, run.tokenizer, meta(run), t.snapshots)
+        own = run.saved_as == path.stem  # a run's own checkpoint is replaced; any other name must be new
+        save_checkpoint(path, t.model, run.tokenizer, meta(run), t.snapshots, overwrite=own, quota=quota_bytes())
     except GptvizError as e:
         st.session_state[Train.SAVED] = ("error", str(e))
         return
@@ -312,9 +355,11 @@ def progress_text(run: state.Run) -> str:
 
 
 def queued_text(run: state.Run) -> str:
-    ahead = job_queue().position(run.trainer)
-    if ahead is None:  # just taken out of the line
+    place = job_queue().ahead(run.trainer)
+    if place is None:  # just taken out of the line
         return f"{run.name}: starting…"
+    ahead, yours = place
     n = job_queue().max_running
-    return (f"{run.name}: queued, {ahead} ahead — the server trains {n} model{'s' * (n > 1)} at a time; "
-            "yours starts when one finishes.")
+    mine = f" ({yours} of them yours: a tab trains one model at a time)" if yours else ""
+    return (f"{run.name}: queued, {ahead} ahead{mine} — the server trains {n} model{'s' * (n > 1)} at a time, "
+            "taking the class's tabs in turn; yours starts when its turn comes.")

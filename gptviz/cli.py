@@ -207,6 +207,7 @@ def _train_args(p):
                         "G / (batch size x processes), so that G stays the same when the number of processes changes")
     p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate")
     p.add_argument("--eval-interval", type=int, default=d.eval_interval)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW's, on weight matrices")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--snapshot-steps", default=None,
@@ -254,7 +255,7 @@ def _train_config(args, max_iters=None, world_size: int = 1):
             snapshots = [int(s) for s in args.snapshot_steps.split(",")]
         except ValueError:
             raise ConfigError(f"--snapshot-steps must be whole numbers separated by commas, not {args.snapshot_steps!r}.")
-    return TrainConfig(max_iters=max_iters or args.iters, batch_size=args.batch_size,
+    return TrainConfig(max_iters=max_iters or args.iters, weight_decay=args.weight_decay, batch_size=args.batch_size,
                        grad_accum_steps=_grad_accum(args, world_size), learning_rate=args.lr,
                        eval_interval=args.eval_interval, seed=args.seed, device=args.device,
                        snapshot_steps=snapshots, snapshot_every=max(args.snapshot_every, 0))
@@ -276,7 +277,8 @@ def _resolve_checkpoint(name: str) -> Path:
 
 
 _RECIPE_OPTIONS = {"corpus": "corpus", "block_size": "block_size", "iters": "max_iters", "batch_size": "batch_size",
-                   "lr": "learning_rate", "eval_interval": "eval_interval", "snapshot_every": "snapshot_every"}
+                   "lr": "learning_rate", "eval_interval": "eval_interval", "snapshot_every": "snapshot_every",
+                   "weight_decay": "weight_decay"}
 
 
 def _apply_recipe(args):

@@ -23,7 +23,7 @@ CORPORA = {
     REPEATED_CORPUS: lambda: repeated_chunks(corpus_text("tinyshakespeare")),
 }
 DEFAULT_CORPUS = "tinyshakespeare"
-CHUNK_LENGTHS = (8, 24)  # shortest and longest chunk of repeated_chunks, in characters
+CHUNK_LENGTHS = (6, 16)  # shortest and longest chunk of repeated_chunks, in characters
 
 MAX_TEXT_BYTES = 10 * 1024 * 1024  # the app's upload limit and the CLI's: plenty for a small GPT
 MB = 1024 * 1024

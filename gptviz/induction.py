@@ -23,8 +23,8 @@ from .train import TrainConfig
 PRESET = "induction"
 CHUNKS = CHUNK_LENGTHS
 # The recipe measured in docs/induction.md: fastest to an induction score of 0.5 on this host.
-RECIPE = dict(corpus=REPEATED_CORPUS, block_size=64, batch_size=32, learning_rate=3e-3, max_iters=3000,
-              eval_interval=250, snapshot_every=100)
+RECIPE = dict(corpus=REPEATED_CORPUS, block_size=32, batch_size=32, learning_rate=3e-3, max_iters=2000,
+              eval_interval=200, snapshot_every=50, weight_decay=0.0)
 NOTE = ("Trains on *Repeated Shakespeare* (chunks of {0}–{1} characters, each said twice), where copying pays. "
         "Watch the loss: it stalls, then drops again when an induction head forms. Measured here: ").format(*CHUNKS) + \
        "TODO"

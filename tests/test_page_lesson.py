@@ -70,7 +70,7 @@ def test_the_last_step_shows_the_induction_head_and_its_phase_change(app):
     rows = dict(zip(table["head"], table.to_dict("records")))
     head = f"L1 H{app.selectbox(key=state.Attention.HEAD).value}"
     assert rows[head]["induction"] >= 0.5  # the head up close is an induction head ...
-    assert max(r["previous_token"] for h, r in rows.items() if h.startswith("L0")) >= 0.4  # ... fed from below
+    assert max(r["previous_token"] for h, r in rows.items() if h.startswith("L0")) >= 0.3  # ... fed from below
     caption = " ".join(c.value for c in app.caption)
     assert "An induction head forms at step" in caption
     marks = [a["text"] for a in figure(app, state.Attention.PHASE_LOSS)["layout"]["annotations"]]

@@ -94,15 +94,17 @@ STEPS: list[Step] = [
          {state.MODEL: BUNDLED, state.PROMPT: REPEATED}, head="previous_token",
          head_widgets=(state.Attention.LAYER, state.Attention.HEAD)),
     Step("An induction head forms",
-         "Trained on text where every chunk is said twice, a two-layer model learns to copy: a previous-token "
-         "head in layer 0 writes 'the token before me' into each position, and an induction head in layer 1 "
+         "Trained on text where every chunk is said twice, a two-layer model with one head a layer learns to "
+         "copy: the previous-token head in layer 0 writes 'the token before me' into each position, and the "
+         "induction head in layer 1 "
          "looks for the token after the previous copy of the current one. It forms suddenly — a phase change "
          "in the loss — and from then on the model predicts a repeated sequence from the prompt itself "
          "(in-context learning).",
          "Up close is the induction head: in the repeated line each token looks at the token after its first "
-         "copy, a stripe below the diagonal. The grid's *prev* badge in layer 0 is the head feeding it. Under "
-         "the grid, the timeline charts show the induction score jumping and the loss dropping at the same "
-         "step; slide the training step back before it and the stripe is gone.",
+         "copy, a stripe below the diagonal. Layer 0's head, the one feeding it, looks mostly one token back "
+         "(the *previous_token* column under *Head detectors*). At the bottom, the timeline charts show the "
+         "induction score jumping and the loss dropping at the same step; slide the training step back before "
+         "it and the stripe is gone.",
          "pages/attention.py", "Open the induction model on a repeated line",
          {state.MODEL: INDUCTION, state.PROMPT: INDUCTION_PROMPT}, head="induction",
          head_widgets=(state.Attention.LAYER, state.Attention.HEAD)),

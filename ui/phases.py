@@ -12,6 +12,7 @@ from .common import default_prompt, detector_tokens, fingerprint, last_figure
 from .models import ModelEntry
 from .state import Attention
 
+MAX_STEPS = 64  # a timeline with more snapshots is scored at this many of them, evenly spread (and its end)
 PANELS = {name: d.badge for name, d in detectors.REGISTRY.items()}  # one small panel per detector
 
 
@@ -32,6 +33,8 @@ def line_of(entry: ModelEntry) -> dict | None:
     steps = timeline.steps(full)
     if len(steps) < 2:
         return None
+    if len(steps) > MAX_STEPS:  # a file may hold any number of snapshots: bound the work before doing it
+        steps = [steps[i * (len(steps) - 1) // (MAX_STEPS - 1)] for i in range(MAX_STEPS)]
     weights_at = {s: full.snapshots[s] for s in steps[:-1]}
     weights_at[steps[-1]] = full.model.state_dict()
     tokens = detector_tokens(full.corpus, full.tokenizer, default_prompt(full))

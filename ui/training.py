@@ -103,7 +103,9 @@ def train_config() -> TrainConfig:
     iters = st.session_state[key("max_iters")]
     return TrainConfig(max_iters=iters, batch_size=st.session_state[key("batch_size")],
                        learning_rate=st.session_state[key("learning_rate")], eval_interval=min(st.session_state[key("eval_interval")], iters),
-                       seed=int(st.session_state[key("seed")]), snapshot_every=_dense_every(iters))
+                       seed=int(st.session_state[key("seed")]), snapshot_every=_dense_every(iters),
+                       weight_decay=PRESET_RECIPES.get(st.session_state[key("preset")], {}).get(
+                           "weight_decay", TrainConfig.weight_decay))
 
 
 def _dense_every(iters: int) -> int:

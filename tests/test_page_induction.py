@@ -47,12 +47,13 @@ def test_moving_the_timeline_moves_the_shown_step_on_every_chart(app):
 
 
 def test_the_induction_model_marks_where_its_induction_head_formed(app):
-    open_attention(app, "ckpt:induction-shakespeare-char", "We are accounted poor citizens.")
+    open_attention(app, "ckpt:induction-shakespeare-char", "We are accountedWe are accounted")
     caption = " ".join(c.value for c in app.caption)
     formed = int(caption.split("An induction head forms at step **")[1].split("**")[0])
     marks = {a["text"]: a["x"] for a in figure(app, Attention.PHASE_LOSS)["layout"]["annotations"]}
     assert marks["induction head forms"] == formed
-    ind = [t for t in figure(app, Attention.PHASE_HEADS)["data"] if t["xaxis"] == "x"]  # the induction panel
+    panel = list(detectors.REGISTRY).index("induction")  # one panel per detector, in the registry's order
+    ind = [t for t in figure(app, Attention.PHASE_HEADS)["data"] if t["xaxis"] == f"x{panel + 1 if panel else ''}"]
     steps = list(array(ind[0]["x"]))
     at = steps.index(formed)
     assert max(array(t["y"])[at] for t in ind) >= detectors.DEFAULT_THRESHOLD

@@ -66,7 +66,7 @@ def test_the_last_step_shows_the_induction_head_and_its_phase_change(app):
     assert not app.exception, app.exception
     assert app.session_state[state.MODEL] == lesson.INDUCTION
     assert app.selectbox(key=state.Attention.LAYER).value == 1  # the induction head sits above layer 0
-    (table,) = [d.value for d in app.dataframe if d.key == state.Attention.DETECTORS]
+    (table,) = [d.value for d in app.dataframe]  # the detector table
     rows = dict(zip(table["head"], table.to_dict("records")))
     head = f"L1 H{app.selectbox(key=state.Attention.HEAD).value}"
     assert rows[head]["induction"] >= 0.5  # the head up close is an induction head ...

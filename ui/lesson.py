@@ -19,7 +19,7 @@ BUNDLED = f"ckpt:{models.DEFAULT_CHECKPOINT}"
 PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
 REPEATED = "We are accounted poor citizens.\nWe are accounted poor citizens."  # fits the 64-token window
 INDUCTION = f"ckpt:{models.INDUCTION_CHECKPOINT}"
-INDUCTION_PROMPT = "We are accounted poor citizens.We are accounted poor citizens."  # as the model learned copies
+INDUCTION_PROMPT = "We are accountedWe are accounted"  # two copies fill the model's 32-token window
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ RECIPE = dict(corpus=REPEATED_CORPUS, block_size=32, batch_size=32, learning_rat
 NOTE = ("Trains on *Repeated Shakespeare* (chunks of {0}–{1} characters, each said twice), where copying pays. "
         "Watch the loss: it stalls near 2.4, then drops again when an induction head forms (about step 700 of "
         "2,000). Measured on this server (8 Dec 2026, busy): {2}. Then open the **Attention** page and slide "
-        "its training step across the drop.").format(*CHUNKS, "MEASURED")
+        "its training step across the drop.").format(
+            *CHUNKS, "the 2,000 steps took 62 s from the click; the induction score passed 0.5 at step 950, "
+            "about 32 s in")
 _TRAIN_FIELDS = ("batch_size", "learning_rate", "max_iters", "eval_interval", "snapshot_every", "seed", "weight_decay")
 
 
@@ -60,7 +62,8 @@ def _as_bool(name: str, value):
 
 def repeated_sequences(config: GPTConfig, tokens: torch.Tensor | None, n_seqs: int = 16, seed: int = 1) -> torch.Tensor:
     """(n_seqs, 2 * n) random token sequences repeated twice, n = block_size // 2, from the ids of `tokens`."""
-    ids = torch.unique(torch.as_tensor(tokens)) if tokens is not None and len(tokens) else torch.arange(config.vocab_size)
+    has_text = tokens is not None and len(tokens) > 0
+    ids = torch.unique(torch.as_tensor(tokens)) if has_text else torch.arange(config.vocab_size)
     return detectors.repeated_random_tokens(ids, max(config.block_size // 2, 1), n_seqs,
                                             torch.Generator().manual_seed(seed))
 

@@ -27,13 +27,13 @@ def top_at(page, locator):
     page.wait_for_timeout(500)
 
 
-def shots(page, out: Path, width: int, height: int):
-    page.set_viewport_size({"width": width, "height": height})
-    page.goto(page.url.split("/attention")[0] + "/")  # the lesson, in the same session
-    wait_idle(page)
+def shots(browser, url: str, out: Path, width: int, height: int):
+    page = browser.new_page(viewport={"width": width, "height": height})  # a new session at each size
+    page.goto(f"{url}/")  # the lesson
+    wait_idle(page, timeout=180_000)
     page.get_by_role("button", name=lesson.STEPS[-1].button).click()
-    page.locator("h1").filter(has_text="Attention").first.wait_for()
-    wait_idle(page)
+    page.locator("h1").filter(has_text="Attention").first.wait_for(timeout=180_000)
+    wait_idle(page, timeout=180_000)
     top_at(page, page.get_by_role("heading", name="One head up close"))
     page.screenshot(path=str(out / f"induction-head-{width}x{height}.png"))
     timeline = page.get_by_role("heading", name="The training timeline: when did each head learn its job?")
@@ -43,12 +43,13 @@ def shots(page, out: Path, width: int, height: int):
     thumb.focus()
     thumb.press("Home")
     wait_idle(page)
-    for _ in range(12):  # about step 1200 of the bundled model's timeline: before the head forms
+    for _ in range(10):  # step 400 of the bundled model's timeline: before the head shows (0.08)
         thumb.press("ArrowRight")
     page.wait_for_timeout(300)
     wait_idle(page)
     top_at(page, page.get_by_role("heading", name="One head up close"))
     page.screenshot(path=str(out / f"induction-before-{width}x{height}.png"))
+    page.close()
 
 
 def main(argv=None):
@@ -60,11 +61,8 @@ def main(argv=None):
     try:
         with sync_playwright() as pw:
             browser = launch(pw)
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(f"{server.url}/")
-            wait_idle(page)
             for width, height in SIZES:
-                shots(page, out, width, height)
+                shots(browser, server.url, out, width, height)
             browser.close()
     finally:
         server.stop()

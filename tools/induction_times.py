@@ -1,12 +1,12 @@
-"""Induction heads, timed in a real browser: the Train page's *induction* preset from the click on Train until
-the run has finished, and a student sliding the induction model's timeline on the Attention page (which redraws
-the grid, the head up close and the three phase-change charts) as tools/browser_times times an interaction.
+"""Induction heads, timed through the real app's scripts (Streamlit's AppTest: the server side of each click,
+without the browser's drawing): the Train page's *induction* preset from the click on Train until the run has
+finished (a real training in a worker process), and moves of the induction model's timeline slider on the
+Attention page (which redraw the grid, the head up close and the three phase-change charts).
 
     python -m tools.induction_times [--moves 20] [--skip-train]
 
-Starts the real app and Debian's Chromium. Prints the training's seconds from the click to its end and what the
-Attention page then says of the run (the step where an induction head formed); then the median and p90 in ms of
-one arrow-key move of the bundled induction model's timeline slider.
+Prints the training's seconds and what the Attention page then says of the run, then the median and p90 in
+ms of one slider move (after a first move that scores the whole timeline once).
 """
 
 from __future__ import annotations
@@ -15,35 +15,50 @@ import argparse
 import re
 import statistics
 import time
+from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from streamlit.testing.v1 import AppTest
 
-from tools.browser_times import Driver, p90, pick_model
-from tools.chromium import launch, wait_idle
-from tools.server import Server
-from ui import lesson, models
+from tools.browser_times import p90
+from ui import models, state
+from ui.entry import keep_navigation_mode_in_apptest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+SLIDER = state.timeline_widget("attention")
 
 
-def train(browser, url: str):
-    """Pick the induction preset, press Train, wait for the end; seconds from the click, and the step of 0.5."""
-    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.goto(f"{url}/train")
-    wait_idle(page)
-    box = page.locator('input[role=combobox][aria-label="Preset (the lecture\'s ladder)"]').first
-    box.click()
-    box.press_sequentially("Induction head")
-    box.press("Enter")
-    wait_idle(page)
+def caption_of(at) -> str:
+    text = " ".join(c.value for c in at.caption)
+    found = re.search(r"(An induction head forms at step \*\*\d+\*\*|No head reaches an induction score)", text)
+    return found.group(1).replace("**", "") if found else "(no phase-change caption)"
+
+
+def train(at) -> str:
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key=state.train_setting("preset")).set_value("induction").run()
     start = time.perf_counter()
-    page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text(re.compile(r": Finished \d+ steps")).first.wait_for(timeout=900_000)
+    at.button(key=state.Train.START).click().run()
+    runs = at.session_state[state.TAB].runs
+    run = runs[max(runs)]
+    while not run.trainer.done:
+        time.sleep(0.5)
+        at.run()  # what the live chart's run_every does in a browser
     seconds = time.perf_counter() - start
-    text = page.get_by_text(re.compile(r": Finished \d+ steps")).first.inner_text()
-    page.get_by_role("link", name="Attention").click()
-    page.get_by_text(re.compile("An induction head forms at step|No head reaches")).first.wait_for(timeout=300_000)
-    formed = page.get_by_text(re.compile("An induction head forms at step|No head reaches")).first.inner_text()
-    page.context.close()
-    return seconds, f"{text}; Attention page: {formed.split(':')[0]}"
+    at.switch_page("pages/attention.py").run()
+    return f"{seconds:.1f} s from the click to the end ({run.trainer.message}); Attention page: {caption_of(at)}"
+
+
+def slide(at, moves: int) -> list[float]:
+    at.session_state[state.MODEL] = f"ckpt:{models.INDUCTION_CHECKPOINT}"
+    at.switch_page("pages/attention.py").run()
+    steps = at.select_slider(key=SLIDER).options
+    ms = []
+    for i in range(moves + 1):
+        start = time.perf_counter()
+        at.select_slider(key=SLIDER).set_value(steps[i % len(steps)]).run()
+        if i:  # the first move scores the whole timeline once (cached for every session after it)
+            ms.append(1000 * (time.perf_counter() - start))
+    return ms
 
 
 def main(argv=None):
@@ -51,28 +66,13 @@ def main(argv=None):
     p.add_argument("--moves", type=int, default=20)
     p.add_argument("--skip-train", action="store_true", help="only the timeline slider")
     args = p.parse_args(argv)
-    server = Server()
-    try:
-        with sync_playwright() as pw:
-            browser = launch(pw)
-            if not args.skip_train:
-                seconds, text = train(browser, server.url)
-                print(f"Train page, induction preset: {seconds:.1f} s from the click to the end ({text})")
-            d = Driver(browser, server.url)
-            d.open("attention")
-            pick_model(d, f"💾 {models.INDUCTION_CHECKPOINT}")
-            d.edit_prompt(lesson.INDUCTION_PROMPT)
-            wait_idle(d.page)
-            d.page.locator('[aria-label="Training step (timeline)"]').first.focus()
-            d.page.keyboard.press("Home")  # the first move pays for scoring the whole timeline once
-            wait_idle(d.page, timeout=180_000)
-            for i in range(args.moves):
-                d.time("move the timeline", d.slider("Training step (timeline)", "ArrowRight"))
-            ms = d.timings["move the timeline"].ms
-            print(f"timeline moves: {len(ms)}, median {statistics.median(ms):.0f} ms, p90 {p90(ms):.0f} ms")
-            browser.close()
-    finally:
-        server.stop()
+    keep_navigation_mode_in_apptest()
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    if not args.skip_train:
+        print("Train page, induction preset:", train(at), flush=True)
+    ms = slide(at, args.moves)
+    print(f"timeline moves: {len(ms)}, median {statistics.median(ms):.0f} ms, p90 {p90(ms):.0f} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def icl_chart(line: dict, current_step: int | None = None, formed: int | None = 
                  line=dict(color=series_colour(2), width=3), marker=dict(size=6),
                  hovertemplate="step %{x}: second copy %{y:.2f} nats better<extra></extra>")]
     layout = dict(
-        title=dict(text="In-context learning", subtitle=dict(text="loss on a random sequence's first copy minus its second")),
+        title=dict(text="In-context learning",
+                   subtitle=dict(text="loss on a random sequence's first copy minus its second")),
         height=height, margin=dict(l=60, r=10, t=70, b=40), showlegend=False,
         xaxis=dict(title=dict(text="step")),
         yaxis=dict(title=dict(text="nats better on the second copy"), rangemode="tozero", zeroline=True),

@@ -207,3 +207,18 @@ def test_the_bundled_model_has_an_induction_head_fed_by_a_previous_token_head(bu
     nll = -F.log_softmax(logits[:, :-1].float(), -1).gather(-1, idx[:, 1:, None])[..., 0]  # loss on token t + 1
     first, second = nll[:, : n - 1].mean(), nll[:, n:].mean()  # each copy without its unpredictable first token
     assert first - second >= 1.0, (first, second)
+
+
+def test_the_command_line_preset_brings_its_recipe_and_explicit_options_win():
+    from gptviz import cli
+
+    args = cli.build_parser().parse_args(["train", "--preset", "induction", "--iters", "300"])
+    cli._apply_recipe(args)
+    cfg = cli._train_config(args)
+    assert args.corpus == REPEATED_CORPUS and args.block_size == induction.RECIPE["block_size"]
+    assert cfg.max_iters == 300  # given on the command line
+    assert (cfg.batch_size, cfg.learning_rate, cfg.snapshot_every, cfg.weight_decay) == tuple(
+        induction.RECIPE[k] for k in ("batch_size", "learning_rate", "snapshot_every", "weight_decay"))
+    plain = cli.build_parser().parse_args(["train", "--preset", "gpt"])
+    cli._apply_recipe(plain)
+    assert plain.corpus == "tinyshakespeare" and cli._train_config(plain).snapshot_every == 0

@@ -90,3 +90,12 @@ def test_the_induction_preset_loads_its_text_and_recipe(app):
     assert wait_until(lambda: run.trainer.done, 120, every=0.3, before=app.run)
     assert run.corpus == REPEATED_CORPUS and run.trainer.status == "finished"
     assert run.trainer.cfg.snapshot_every == induction.RECIPE["snapshot_every"]  # the dense timeline
+
+
+def test_the_data_page_offers_repeated_shakespeare(app):
+    app.switch_page("pages/data.py").run()
+    app.radio(key=state.CORPUS).set_value(REPEATED_CORPUS).run()
+    assert not app.exception, app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    text = corpus_text(REPEATED_CORPUS)
+    assert metrics["Characters"] == f"{len(text):,}" and metrics["Vocabulary"] == "65"

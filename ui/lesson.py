@@ -104,7 +104,8 @@ STEPS: list[Step] = [
          "copy, a stripe below the diagonal. Layer 0's head, the one feeding it, looks mostly one token back "
          "(the *previous_token* column under *Head detectors*). At the bottom, the timeline charts show the "
          "induction score jumping and the loss dropping at the same step; slide the training step back before "
-         "it and the stripe is gone.",
+         "it and the stripe is gone. To grow one yourself: the *induction* preset on the Train page (about a "
+         "minute).",
          "pages/attention.py", "Open the induction model on a repeated line",
          {state.MODEL: INDUCTION, state.PROMPT: INDUCTION_PROMPT}, head="induction",
          head_widgets=(state.Attention.LAYER, state.Attention.HEAD)),

@@ -15,6 +15,7 @@ from .errors import ConfigError, GptvizError
 EPILOG = """examples:
   python -m gptviz train --preset gpt --iters 600 --out shakespeare-char
   python -m gptviz train --corpus my_text.txt --tokenizer bpe --bpe-vocab 512 --preset blocks
+  python -m gptviz --threads 1 train --preset induction --out induction-shakespeare-char   # grows an induction head
   python -m gptviz sample --checkpoint shakespeare-char --prompt "ROMEO:" --tokens 300
   python -m gptviz inspect --checkpoint shakespeare-char --prompt "To be" --json
   python -m gptviz ladder --iters 1000
@@ -200,7 +201,8 @@ def _check_ray(address: str):
 
 def _data_args(p):
     p.add_argument("--corpus", default="tinyshakespeare",
-                   help="a bundled corpus (tinyshakespeare, wizard_of_oz) or a path to a UTF-8 .txt file")
+                   help="a bundled corpus (tinyshakespeare, wizard_of_oz, shakespeare_repeated) or a path to a UTF-8 "
+                        ".txt file")
     from .tokenizers import KINDS
 
     p.add_argument("--tokenizer", default="char", choices=list(KINDS))  # every registered kind
@@ -230,11 +232,14 @@ def _train_args(p):
                         "G / (batch size x processes), so that G stays the same when the number of processes changes")
     p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate")
     p.add_argument("--eval-interval", type=int, default=d.eval_interval)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW's, on weight matrices")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--snapshot-steps", default=None,
                    help="comma-separated steps to keep weights at, for the training timeline "
                         "(default: log-spaced 0, 10, 30, 100, 300, ... and the last step)")
+    p.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="also keep weights every N steps (a timeline dense enough to show a phase change)")
 
 
 def _checkpoint_arg(p):
@@ -275,10 +280,10 @@ def _train_config(args, max_iters=None, world_size: int = 1):
             snapshots = [int(s) for s in args.snapshot_steps.split(",")]
         except ValueError:
             raise ConfigError(f"--snapshot-steps must be whole numbers separated by commas, not {args.snapshot_steps!r}.")
-    return TrainConfig(max_iters=max_iters or args.iters, batch_size=args.batch_size,
+    return TrainConfig(max_iters=max_iters or args.iters, weight_decay=args.weight_decay, batch_size=args.batch_size,
                        grad_accum_steps=_grad_accum(args, world_size), learning_rate=args.lr,
                        eval_interval=args.eval_interval, seed=args.seed, device=args.device,
-                       snapshot_steps=snapshots)
+                       snapshot_steps=snapshots, snapshot_every=max(args.snapshot_every, 0))
 
 
 def _load_data(args):
@@ -296,8 +301,26 @@ def _resolve_checkpoint(name: str) -> Path:
     return Path(name) if name.endswith(".safetensors") and ("/" in name or Path(name).is_file()) else checkpoint_path(name)
 
 
+_RECIPE_OPTIONS = {"corpus": "corpus", "block_size": "block_size", "iters": "max_iters", "batch_size": "batch_size",
+                   "lr": "learning_rate", "eval_interval": "eval_interval", "snapshot_every": "snapshot_every",
+                   "weight_decay": "weight_decay"}
+
+
+def _apply_recipe(args):
+    """A preset with its own text and training (induction) fills in every option left at its default."""
+    from .experiments import PRESET_RECIPES
+
+    recipe = PRESET_RECIPES.get(args.preset, {})
+    defaults = vars(build_parser().parse_args(["train"]))
+    for option, field in _RECIPE_OPTIONS.items():
+        if field in recipe and getattr(args, option) == defaults[option]:
+            setattr(args, option, recipe[field])
+
+
 def cmd_train(args):
     from . import distributed
+
+    _apply_recipe(args)
 
     if not distributed.launched():
         return _train(args)

@@ -15,11 +15,15 @@ from .errors import ConfigError, InputError
 from .tokenizers import Tokenizer, build
 
 _CORPUS_DIR = Path(__file__).parent / "corpora"
+REPEATED_CORPUS = "shakespeare_repeated"
+# A bundled corpus is a file, or a function that makes its text from one (same text every time).
 CORPORA = {
     "tinyshakespeare": _CORPUS_DIR / "tinyshakespeare.txt",
     "wizard_of_oz": _CORPUS_DIR / "wizard_of_oz.txt",
+    REPEATED_CORPUS: lambda: repeated_chunks(corpus_text("tinyshakespeare")),
 }
 DEFAULT_CORPUS = "tinyshakespeare"
+CHUNK_LENGTHS = (6, 16)  # shortest and longest chunk of repeated_chunks, in characters
 
 MAX_TEXT_BYTES = 10 * 1024 * 1024  # the app's upload limit and the CLI's: plenty for a small GPT
 MB = 1024 * 1024
@@ -98,7 +102,26 @@ def corpus_text(name: str) -> str:
     """The text of a bundled corpus, by name (see CORPORA)."""
     if name not in CORPORA:
         raise InputError(f"Unknown corpus {name!r}. The bundled corpora are: {', '.join(CORPORA)}.")
-    return load_text(CORPORA[name])
+    source = CORPORA[name]
+    return source() if callable(source) else load_text(source)
+
+
+def repeated_chunks(text: str, lengths: tuple[int, int] = CHUNK_LENGTHS, seed: int = 0) -> str:
+    """A text where copying pays: `text` cut into chunks of random length (lengths[0] to lengths[1]
+    characters, line breaks turned into spaces), each chunk followed by its copy and a line break.
+
+    Varying lengths matter: with one fixed length a model learns "look that many back" instead of an
+    induction head (a head that finds the token after the previous copy of the current one).
+    """
+    low, high = lengths
+    if not 1 <= low <= high:
+        raise ConfigError(f"Chunk lengths must be 1 <= shortest <= longest (got {low} and {high}).")
+    flat = text.replace("\n", " ")
+    sizes = torch.randint(low, high + 1, (len(flat) // low + 1,), generator=torch.Generator().manual_seed(seed))
+    ends = torch.cumsum(sizes, 0).tolist()
+    starts = [0] + ends[:-1]
+    chunks = [flat[a:b] for a, b in zip(starts, ends) if b <= len(flat)]
+    return "".join(f"{c}{c}\n" for c in chunks)
 
 
 class TokenData:

@@ -6,14 +6,19 @@ import time
 from dataclasses import replace
 from typing import Callable
 
+from . import induction
 from .data import TokenData
-from .model import PRESET_TITLES, PRESETS, GPTConfig, preset_config
+from .model import LADDER, PRESET_TITLES, GPTConfig, preset_config
 from .train import TrainConfig, Trainer
+
+# Presets that come with their own text and training recipe (the Train page and the CLI load them too).
+PRESET_RECIPES: dict[str, dict] = {induction.PRESET: induction.RECIPE}
+PRESET_NOTES: dict[str, str] = {induction.PRESET: induction.NOTE}
 
 
 def ladder_configs(vocab_size: int, block_size: int = 64, presets: list[str] | None = None) -> dict[str, GPTConfig]:
     """The lecture's progression, bigram -> GPT, at one context length: the models of a ladder."""
-    return {name: preset_config(name, vocab_size, block_size) for name in presets or list(PRESETS)}
+    return {name: preset_config(name, vocab_size, block_size) for name in presets or LADDER}
 
 
 def run_ladder(data: TokenData, cfg: TrainConfig, presets: list[str] | None = None, block_size: int = 64,

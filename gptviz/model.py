@@ -376,13 +376,16 @@ PRESETS: dict[str, dict] = {
     "multi_head": dict(n_layer=1, n_head=4, n_embd=64, mlp=False),
     "blocks": dict(n_layer=3, n_head=4, n_embd=64),
     "gpt": dict(n_layer=4, n_head=4, n_embd=128),
+    "induction": dict(n_layer=2, n_head=1, n_embd=64, mlp=False),  # one head a layer: it cannot share the job
 }
+LADDER = ["bigram", "single_head", "multi_head", "blocks", "gpt"]  # the lecture's steps (not the induction preset)
 PRESET_TITLES = {
     "bigram": "Bigram: the current token alone predicts the next (a lookup table)",
     "single_head": "One self-attention head: each token looks back at earlier tokens",
     "multi_head": "Multi-head attention: four smaller heads look for different things",
     "blocks": "Blocks: attention + MLP, three layers deep",
     "gpt": "GPT: four wider blocks (nanoGPT's CPU 'baby' size)",
+    "induction": "Induction head: two one-head layers that learn to copy (on repeated Shakespeare)",
 }
 
 

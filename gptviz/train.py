@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     snapshot_steps: list[int] | None = None  # None: log-spaced (0, 10, 30, 100, 300, ... and the end)
+    snapshot_every: int = 0  # also keep weights every this many steps (a timeline dense enough for a phase change)
     sample_tokens: int = 120  # a short text sample at each evaluation; 0 turns it off
 
     def __post_init__(self):
@@ -106,6 +107,14 @@ def log_spaced_steps(max_iters: int) -> list[int]:
             else:
                 return steps + [max_iters]
         k += 1
+
+
+def snapshot_schedule(cfg: TrainConfig) -> list[int]:
+    """The steps whose weights a run keeps: snapshot_steps (or log-spaced ones), plus every snapshot_every."""
+    steps = set(cfg.snapshot_steps or log_spaced_steps(cfg.max_iters))
+    if cfg.snapshot_every > 0:
+        steps |= set(range(0, cfg.max_iters, cfg.snapshot_every)) | {cfg.max_iters}
+    return sorted(steps)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -248,7 +257,7 @@ class Trainer(RunState):
         self.model = (build_model(model, cfg.seed) if isinstance(model, GPTConfig) else model).to(self.device)
         check_data(self.model.config, data)
         super().__init__(abandon_after_s, on_event)
-        self.snapshot_steps = sorted(set(cfg.snapshot_steps or log_spaced_steps(cfg.max_iters)))
+        self.snapshot_steps = snapshot_schedule(cfg)
         self._good_state: dict[str, torch.Tensor] | None = None  # weights to fall back on, and their step
         self._good_step: int | None = None
         self._stop = threading.Event()

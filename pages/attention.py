@@ -6,11 +6,12 @@ import streamlit as st
 
 from gptviz import analysis, detectors, viz
 from ui import state
-from ui.attention import follow_newest, generate_tokens, on_cell_click, own_generated
+from ui.attention import follow_newest, generate_tokens, on_cell_click, own_generated, repeat_prompt
 from ui.common import (capture, clamp, fit_prompt, head_scores, inspected, intro, keep, last_figure,
                        prompt_ids)
 from ui.entry import require_app
 from ui.models import identity
+from ui.phases import phase_change
 from ui.state import Attention
 
 
@@ -63,6 +64,15 @@ def generation(entry, all_ids: list[int], prompt: list[int], owner: tuple) -> li
                          help="0 shows the prompt alone. The model reads the prompt and the first tokens it wrote; "
                               "the newest one is the query row highlighted below.")
     return generated[:step]
+
+
+def repeat_button(entry, ids: list[int]):
+    block = entry.model.config.block_size
+    st.button("Repeat the prompt", key=Attention.REPEAT, icon="🔁", on_click=repeat_prompt,
+              args=(entry.tokenizer, ids, block), disabled=block < 2,
+              help=f"Appends a copy of the prompt (its last {block // 2} tokens twice, when it is longer: both "
+                   "copies fit the window). A head that jumps from each token of the copy to the token after its "
+                   "first occurrence draws a stripe below the diagonal: an induction head.")
 
 
 def token_strip(tok, prompt: list[int], shown: list[int]):
@@ -153,6 +163,7 @@ def main():
         st.stop()
 
     all_ids = prompt_ids(entry, page="attention", replace_key=Attention.REPLACE, fit=False)
+    repeat_button(entry, all_ids)
     owner = (state.get(state.MODEL), tuple(all_ids))  # the model at any timeline step keeps the tokens it wrote
     generated = own_generated(owner)
     prompt = fit_prompt(entry, all_ids, room=len(generated))  # the window holds the prompt and the new tokens
@@ -168,6 +179,7 @@ def main():
     every_head(entry, patterns, labels, view, scores)
     detector_table(model.config, scores)
     head_up_close(patterns, labels, view)
+    phase_change(entry)
 
 
 main()

@@ -9,7 +9,7 @@ from ui.entry import require_app
 
 def header():
     st.title("Let's build GPT: a lesson")
-    intro("Eight steps from text to a GPT, in the order of Karpathy's lecture. Each button sets the step up — "
+    intro("Nine steps from text to a GPT and its first circuit, in the order of Karpathy's lecture. Each button sets the step up — "
           "the right text, preset or model, the right page and settings — and says what to look for. Every page "
           "stays in the sidebar; a teacher can switch on *Larger text* there for a projector.")
 

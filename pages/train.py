@@ -212,6 +212,8 @@ training.init_defaults()
 vocab = text_caption()
 st.selectbox("Preset (the lecture's ladder)", list(PRESETS), format_func=PRESET_TITLES.get, key=key("preset"),
              on_change=training.apply_preset, persist_state="session")
+if training.preset_note():
+    st.info(training.preset_note(), icon="🧲")
 model_col, train_col = st.columns(2)
 with model_col:
     model_sliders()

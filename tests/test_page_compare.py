@@ -1,8 +1,10 @@
 """The Compare page: two models, one prompt, side by side."""
 
+import shutil
+
 import torch
 
-from gptviz.checkpoints import save_checkpoint
+from gptviz.checkpoints import CHECKPOINT_DIR, save_checkpoint
 from gptviz.model import GPT, preset_config
 
 from figures import array, bars, figure
@@ -17,9 +19,13 @@ def test_with_one_model_and_no_snapshots_it_asks_for_another(app, tmp_path, monk
     assert any("only one model" in i.value for i in app.info) and not app.exception
 
 
-def test_one_model_against_itself_earlier_in_training(page, ckpt):
+def test_one_model_against_itself_earlier_in_training(app, ckpt, tmp_path, monkeypatch):
     """On a fresh server the bundled model alone is enough: its final weights against a snapshot."""
-    assert page.selectbox(key="compare_a").value == page.selectbox(key="compare_b").value == "ckpt:shakespeare-char"
+    monkeypatch.setattr("ui.models.checkpoint_dir", lambda: tmp_path)  # the one model (no induction model beside it)
+    shutil.copy(CHECKPOINT_DIR / "shakespeare-char.safetensors", tmp_path)
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception
+    assert app.selectbox(key="compare_a").value == app.selectbox(key="compare_b").value == "ckpt:shakespeare-char"
     steps = sorted(ckpt.snapshots)  # [0, 100, 300], and the end
     assert page.select_slider(key="compare_a_timeline").value == 800
     assert page.select_slider(key="compare_b_timeline").value == steps[1]  # halfway along the timeline

@@ -9,7 +9,7 @@ import pytest
 from gptviz import runs, viz
 from gptviz.checkpoints import load_checkpoint, to_bytes
 from gptviz.experiments import ladder_configs, run_ladder
-from gptviz.model import PRESETS, preset_config
+from gptviz.model import LADDER, PRESETS, preset_config
 from gptviz.train import TrainConfig, Trainer
 
 
@@ -139,7 +139,7 @@ def test_the_loss_chart_draws_a_seed_band_with_error_bars():
 
 def test_the_ladder_is_one_list_of_models(shakespeare_char):
     configs = ladder_configs(65, 16)
-    assert list(configs) == list(PRESETS) and all(c.block_size == 16 for c in configs.values())
+    assert list(configs) == LADDER and all(c.block_size == 16 for c in configs.values())
     rows = run_ladder(shakespeare_char, TrainConfig(max_iters=2, eval_interval=2, eval_iters=1, batch_size=2),
                       presets=["bigram", "single_head"], block_size=8)
     assert [r["preset"] for r in rows] == ["bigram", "single_head"]

@@ -41,6 +41,10 @@ def test_the_figure_layer_never_imports_streamlit():
 LENS = dict(layers=["embed", "block 0"], top_probs=[[0.5, 0.2], [0.7, 0.1]], top_labels=[["a", "<b>"], ["c", "d"]],
             top_ids=[[3, 4], [3, 5]], answer_id=3, answer_rank=[1, 1], first_layer_top1=0, answer_label="a",
             position=2)
+# a timeline of 2 layers x 2 heads at steps 0, 10, 20: head (1, 0) becomes an induction head at step 10
+LINE = {"steps": [0, 10, 20], "icl": [0.0, 0.8, 1.5],
+        "scores": {"induction": torch.tensor([[[0.0, 0.1], [0.05, 0.0]], [[0.0, 0.1], [0.6, 0.1]], [[0.0, 0.1], [0.8, 0.1]]]),
+                   "previous_token": torch.rand(3, 2, 2) * 0.3}}
 BUILDERS = {
     "grid": lambda: viz.attention_grid(torch.rand(2, 3, 6, 6), list("ab<c&d"), detector_badges={(0, 1): "prev"}),
     "grid, no attention": lambda: viz.attention_grid(torch.zeros(0, 0, 4, 4), list("abcd")),
@@ -61,6 +65,11 @@ BUILDERS = {
     "similarity, dense": lambda: viz.similarity_heatmap(torch.rand(30, 30), [str(i) for i in range(30)]),
     "neighbours": lambda: viz.neighbours_bars([("a", 0.9), ("<", -0.2)]),
     "token counts": lambda: viz.token_frequency_chart([("a", 9), ("&", 3)]),
+    "head scores over training": lambda: viz.head_scores_over_training(LINE, {"induction": "ind<", "previous_token": "prev"},
+                                                                       current_step=10, formed=10),
+    "head scores, no heads": lambda: viz.head_scores_over_training(
+        {**LINE, "scores": {"induction": torch.zeros(3, 0, 0)}}, {"induction": "induction"}),
+    "icl": lambda: viz.icl_chart(LINE, current_step=20, formed=10),
 }
 
 
@@ -418,3 +427,25 @@ def test_row_bars_label_every_kth_token_of_a_long_prompt():
     labels = [chr(97 + i % 26) for i in range(64)]
     fig = viz.attention_row_bars(torch.rand(64), labels, "t")
     assert len(fig.layout.xaxis.tickvals) <= 24 and fig.layout.xaxis.ticktext[1] == "3:d"
+
+
+# ----------------------------------------------------------------------------- the phase change
+
+
+def test_head_scores_over_training_draw_every_head_and_stress_the_ones_with_a_job():
+    fig = viz.head_scores_over_training(LINE, {"induction": "induction", "previous_token": "prev"}, current_step=20,
+                                        formed=10, threshold=0.4).to_dict()
+    assert len(fig["data"]) == 2 * 4  # a panel per detector, a line per head
+    ind = {t["name"]: t for t in fig["data"] if t["xaxis"] == "x"}
+    assert list(ind["L1 H0"]["y"]) == pytest.approx([0.05, 0.6, 0.8]) and list(ind["L1 H0"]["x"]) == [0, 10, 20]
+    assert ind["L1 H0"]["line"]["width"] > ind["L0 H1"]["line"]["width"]  # the induction head stands out
+    titles = [a["text"] for a in fig["layout"]["annotations"]]
+    assert "<b>induction</b> · best L1 H0" in titles
+    dotted = sorted(sh["x0"] for sh in fig["layout"]["shapes"] if sh["xref"] == "x")
+    assert dotted == [10, 20]  # where it formed, and the step shown
+
+
+def test_icl_chart_plots_the_score_and_marks_the_steps():
+    fig = viz.icl_chart(LINE, current_step=20, formed=10).to_dict()
+    assert list(fig["data"][0]["y"]) == [0.0, 0.8, 1.5]
+    assert {a["text"]: a["x"] for a in fig["layout"]["annotations"]} == {"shown": 20, "induction head": 10}

@@ -7,6 +7,7 @@ import streamlit as st
 from gptviz.errors import GptvizError
 from gptviz.generate import fit_to_window, generate
 
+from . import state
 from .state import Attention
 
 
@@ -31,6 +32,13 @@ def generate_tokens(model, prompt_ids: list[int], owner: tuple):
     st.session_state[Attention.GENERATED], st.session_state[Attention.GENERATED_FOR] = new, owner
     st.session_state[Attention.STEP] = len(new)
     st.session_state[Attention.QUERY] = len(context) + len(new) - 1  # the newest token asks
+
+
+def repeat_prompt(tokenizer, ids: list[int], block_size: int):
+    """The Repeat button's callback: the prompt (its last block_size // 2 tokens) followed by a copy of itself."""
+    half = ids[-max(block_size // 2, 1):]
+    state.put(state.PROMPT, tokenizer.decode(half + half))
+    st.session_state.pop(Attention.QUERY, None)  # the pickers start again at the last token
 
 
 def follow_newest(prompt_length: int):

@@ -112,15 +112,19 @@ def fingerprint(model: ModelEntry) -> str:
     return memo[key]
 
 
+def detector_tokens(corpus: str, tokenizer, prompt: str) -> torch.Tensor | None:
+    """The real text head detectors read: the end of the model's corpus (else the prompt), as token ids."""
+    text = corpus_text(corpus)[-20_000:] if corpus in CORPORA else prompt
+    try:
+        return torch.tensor(tokenizer.encode(text))
+    except GptvizError:  # a corpus the tokenizer cannot read: random sequences only
+        return None
+
+
 @st.cache_resource(max_entries=32, show_spinner="Finding out what each head does…")
 def _shared_head_scores(weights: str, corpus: str, _model, _tokenizer, prompt: str) -> dict:
     # read-only tensors, shared by every session that looks at the same weights (the bundled model, say)
-    text = corpus_text(corpus)[-20_000:] if corpus in CORPORA else prompt
-    try:
-        tokens = torch.tensor(_tokenizer.encode(text))
-    except GptvizError:  # a corpus the tokenizer cannot read: random sequences only
-        tokens = None
-    return detectors.head_scores(_model, tokens=tokens)
+    return detectors.head_scores(_model, tokens=detector_tokens(corpus, _tokenizer, prompt))
 
 
 def head_scores(model: ModelEntry) -> dict:

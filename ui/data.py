@@ -8,12 +8,13 @@ from collections.abc import Mapping
 import streamlit as st
 
 from gptviz import tokenizers
-from gptviz.data import CORPORA, TokenData, corpus_text, load_text
+from gptviz.data import CHUNK_LENGTHS, CORPORA, REPEATED_CORPUS, TokenData, corpus_text, load_text
 from gptviz.errors import GptvizError
 
 from . import state
 
 CORPUS_LABELS = {"tinyshakespeare": "Tiny Shakespeare (1.1 MB)", "wizard_of_oz": "Dorothy and the Wizard in Oz (0.2 MB)",
+                 REPEATED_CORPUS: "Repeated Shakespeare: chunks of %d–%d characters, each said twice (2.3 MB)" % CHUNK_LENGTHS,
                  state.UPLOAD: "My own text (upload a .txt)"}
 
 

@@ -18,6 +18,8 @@ LESSON_PAGE = "pages/lesson.py"
 BUNDLED = f"ckpt:{models.DEFAULT_CHECKPOINT}"
 PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
 REPEATED = "We are accounted poor citizens.\nWe are accounted poor citizens."  # fits the 64-token window
+INDUCTION = f"ckpt:{models.INDUCTION_CHECKPOINT}"
+INDUCTION_PROMPT = "We are accountedWe are accounted"  # two copies fill the model's 32-token window
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,26 @@ STEPS: list[Step] = [
          "pattern seen earlier in the prompt.",
          "The grid's badges name the heads with a clear job; its strongest previous-token head is up close. "
          "The prompt repeats a line, yet no head jumps back to the first copy: open *Head detectors* — the "
-         "induction column stays near 0. Induction heads need two layers or more and longer training: train "
-         "a longer run and compare.",
+         "induction column stays near 0. A short run on plain Shakespeare does not grow an induction head; "
+         "the next step shows one that did.",
          "pages/attention.py", "Open the bundled GPT on a repeated line",
          {state.MODEL: BUNDLED, state.PROMPT: REPEATED}, head="previous_token",
+         head_widgets=(state.Attention.LAYER, state.Attention.HEAD)),
+    Step("An induction head forms",
+         "Trained on text where every chunk is said twice, a two-layer model with one head a layer learns to "
+         "copy: the previous-token head in layer 0 writes 'the token before me' into each position, and the "
+         "induction head in layer 1 "
+         "looks for the token after the previous copy of the current one. It forms suddenly — a phase change "
+         "in the loss — and from then on the model predicts a repeated sequence from the prompt itself "
+         "(in-context learning).",
+         "Up close is the induction head: in the repeated line each token looks at the token after its first "
+         "copy, a stripe below the diagonal. Layer 0's head, the one feeding it, looks mostly one token back "
+         "(the *previous_token* column under *Head detectors*). At the bottom, the timeline charts show the "
+         "induction score jumping and the loss dropping at the same step; slide the training step back before "
+         "it and the stripe is gone. To grow one yourself: the *induction* preset on the Train page (about a "
+         "minute).",
+         "pages/attention.py", "Open the induction model on a repeated line",
+         {state.MODEL: INDUCTION, state.PROMPT: INDUCTION_PROMPT}, head="induction",
          head_widgets=(state.Attention.LAYER, state.Attention.HEAD)),
 ]
 

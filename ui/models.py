@@ -24,6 +24,7 @@ from gptviz.tokenizers import Tokenizer
 from . import state
 
 DEFAULT_CHECKPOINT = "shakespeare-char"
+INDUCTION_CHECKPOINT = "induction-shakespeare-char"  # the bundled model with an induction head (docs/induction.md)
 
 
 class ModelKey(NamedTuple):

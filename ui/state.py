@@ -92,6 +92,10 @@ class Attention:
     GRID_MEMO, HEAD_MEMO = "attention_grid_figure", "attention_head_figure"
     GENERATE, DOWNLOAD, DETECTORS = "attention_generate", "attention_download", "attention_detectors"
     GRID_CHART, ROW_CHART, COLUMN_CHART = "attention_grid_chart", "attention_row_chart", "attention_column_chart"
+    REPEAT = "attention_repeat"  # the button that appends a copy of the prompt
+    # the training timeline's phase change: its figures (memo) and charts
+    PHASE_MEMO = "attention_phase_figures"
+    PHASE_HEADS, PHASE_LOSS, PHASE_ICL = "attention_phase_heads", "attention_phase_loss", "attention_phase_icl"
 
 
 class Embeddings:

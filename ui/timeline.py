@@ -10,8 +10,8 @@ from collections import OrderedDict
 from dataclasses import replace
 
 import streamlit as st
-import torch
 
+from gptviz.induction import model_from
 from gptviz.model import GPT
 
 from . import state
@@ -33,10 +33,7 @@ def _model_at(entry: ModelEntry, step: int) -> GPT:
     memo: OrderedDict = st.session_state.setdefault(state.TIMELINE_MODELS, OrderedDict())
     key = (entry.key, identity(entry.model), step)
     if key not in memo:
-        with torch.device("meta"):  # no random init: every weight comes from the snapshot
-            model = GPT(entry.model.config)
-        model.load_state_dict({k: v.float() for k, v in entry.snapshots[step].items()}, assign=True)
-        memo[key] = model.eval()
+        memo[key] = model_from(entry.model.config, entry.snapshots[step])
         while len(memo) > 2:  # a page looks at one step at a time; Compare at two
             memo.popitem(last=False)
     memo.move_to_end(key)

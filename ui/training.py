@@ -15,7 +15,8 @@ from gptviz.bench import matmul_peak_gflops
 from gptviz.checkpoints import checkpoint_path, free_name, quota_bytes, save_checkpoint
 from gptviz.data import TokenData
 from gptviz.errors import GptvizError
-from gptviz.experiments import ladder_configs
+from gptviz.experiments import PRESET_NOTES, PRESET_RECIPES, ladder_configs
+from gptviz.induction import dense_every
 from gptviz.model import GPTConfig, preset_config
 from gptviz.runs import next_seeds
 from gptviz.train import TrainConfig
@@ -25,6 +26,7 @@ from . import data, models, state
 from .state import Train
 from .state import train_setting as key
 
+TRAIN_SLIDERS = ("batch_size", "learning_rate", "max_iters", "eval_interval")
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embd", "mlp", "residual", "layernorm")
 DEFAULT_PRESET = "gpt"
 LEARNING_RATES = list(limits.TRAIN["learning_rate"].options)  # the slider's stops
@@ -85,9 +87,20 @@ def _from_link(name: str, default, kind: type | None = None):
 
 
 def apply_preset():
-    """on_change of the preset picker: move the model sliders to the preset's values."""
-    for name, value in preset_values(st.session_state[key("preset")]).items():
-        st.session_state[key(name)] = value
+    """on_change of the preset picker: move the model sliders to the preset's values (and, for a preset
+    with its own recipe, the training sliders and the text)."""
+    preset = st.session_state[key("preset")]
+    recipe = PRESET_RECIPES.get(preset, {})
+    for name, value in {**preset_values(preset), **recipe}.items():
+        if name == "corpus":
+            st.session_state[state.CORPUS], st.session_state[state.TOKENIZER] = value, "char"
+        elif name in MODEL_FIELDS + TRAIN_SLIDERS:
+            st.session_state[key(name)] = value
+
+
+def preset_note() -> str | None:
+    """What the chosen preset needs to be said (its text, how long it takes here)."""
+    return PRESET_NOTES.get(st.session_state[key("preset")])
 
 
 def head_choices(n_embd: int) -> list[int]:
@@ -116,7 +129,18 @@ def train_config() -> TrainConfig:
     iters = st.session_state[key("max_iters")]
     return TrainConfig(max_iters=iters, batch_size=st.session_state[key("batch_size")],
                        learning_rate=st.session_state[key("learning_rate")], eval_interval=min(st.session_state[key("eval_interval")], iters),
-                       seed=int(st.session_state[key("seed")]))
+                       seed=int(st.session_state[key("seed")]), snapshot_every=_dense_every(iters),
+                       weight_decay=PRESET_RECIPES.get(st.session_state[key("preset")], {}).get(
+                           "weight_decay", TrainConfig.weight_decay))
+
+
+def _dense_every(iters: int) -> int:
+    """A preset that shows a phase change keeps evenly spaced snapshots (within a memory bound)."""
+    every = PRESET_RECIPES.get(st.session_state[key("preset")], {}).get("snapshot_every", 0)
+    if not every:
+        return 0
+    values = {f: st.session_state[key(f)] for f in MODEL_FIELDS}
+    return dense_every(GPTConfig(vocab_size=65, **values).num_params(), iters, every)
 
 
 @st.cache_resource(show_spinner=False)

@@ -7,6 +7,7 @@ replace the colour-blind-safe colours) and Vega-Lite specs to st.vega_lite_chart
 from .attention import attention_grid, attention_head_chart, attention_row_bars
 from .embeddings import embedding_scatter, neighbours_bars, similarity_heatmap
 from .export import figure_to_html
+from .phases import head_scores_over_training, icl_chart
 from .predictions import logit_lens_chart, next_token_bars, residual_norm_heatmap
 from .tokens import token_frequency_chart, token_html
 from .training import loss_chart
@@ -15,6 +16,7 @@ __all__ = [
     "attention_grid", "attention_head_chart", "attention_row_bars",
     "embedding_scatter", "neighbours_bars", "similarity_heatmap",
     "figure_to_html",
+    "head_scores_over_training", "icl_chart",
     "logit_lens_chart", "next_token_bars", "residual_norm_heatmap",
     "token_frequency_chart", "token_html",
     "loss_chart",

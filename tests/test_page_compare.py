@@ -27,30 +27,30 @@ def test_one_model_against_itself_earlier_in_training(app, ckpt, tmp_path, monke
     assert not app.exception
     assert app.selectbox(key="compare_a").value == app.selectbox(key="compare_b").value == "ckpt:shakespeare-char"
     steps = sorted(ckpt.snapshots)  # [0, 100, 300], and the end
-    assert page.select_slider(key="compare_a_timeline").value == 800
-    assert page.select_slider(key="compare_b_timeline").value == steps[1]  # halfway along the timeline
-    labels = [m.value for m in page.markdown if m.value.startswith("**")]
+    assert app.select_slider(key="compare_a_timeline").value == 800
+    assert app.select_slider(key="compare_b_timeline").value == steps[1]  # halfway along the timeline
+    labels = [m.value for m in app.markdown if m.value.startswith("**")]
     assert labels == ["**💾 shakespeare-char**", f"**💾 shakespeare-char at step {steps[1]}**"]
 
     # side B is the snapshot's weights: its heads are the snapshot model's own patterns
-    prompt = page.session_state["prompt"]
+    prompt = app.session_state["prompt"]
     ids = torch.tensor([ckpt.tokenizer.encode(prompt)])
     early = GPT(ckpt.model.config)
     early.load_state_dict({k: v.float() for k, v in ckpt.snapshots[steps[1]].items()})
     _, cache = early.eval().run_with_cache(ids)
-    heads = [t for t in figure(page, "compare_grid_b")["data"] if t["type"] == "heatmap"]
+    heads = [t for t in figure(app, "compare_grid_b")["data"] if t["type"] == "heatmap"]
     assert torch.allclose(torch.tensor(array(heads[0]["z"])), cache["blocks.0.attn.pattern"][0, 0], atol=1e-4)
     for side, model in (("a", ckpt.model), ("b", early)):  # each side's bars are its own model's next token
-        shown_ids, shown = bars(page, f"compare_bars_{side}")
+        shown_ids, shown = bars(app, f"compare_bars_{side}")
         probs = torch.softmax(model(ids)[0][0, -1], -1)
         assert torch.allclose(torch.tensor(shown).float(), probs[shown_ids].detach(), atol=1e-4)
         assert shown_ids[0] == int(probs.argmax())
-    loss = figure(page, "compare_loss")
+    loss = figure(app, "compare_loss")
     assert [t["name"] for t in loss["data"] if t["mode"] == "lines+markers"] == ["💾 shakespeare-char"]
     assert sorted(s["x0"] for s in loss["layout"]["shapes"] if s.get("yref") == "y domain") == [steps[1], 800]
 
-    page.select_slider(key="compare_b_timeline").set_value(0).run()  # at step 0 every head looks evenly
-    z = array([t for t in figure(page, "compare_grid_b")["data"] if t["type"] == "heatmap"][0]["z"])
+    app.select_slider(key="compare_b_timeline").set_value(0).run()  # at step 0 every head looks evenly
+    z = array([t for t in figure(app, "compare_grid_b")["data"] if t["type"] == "heatmap"][0]["z"])
     assert abs(z[-1][0] - 1 / len(z)) < 0.02
 
 

@@ -42,7 +42,7 @@ class Backend:
 
             self.ray = RayCluster(ray_address)
             max_running = RAY_QUEUE  # Ray's scheduler is the queue: hand every run to it at once
-        self.queue = JobQueue(max_running)
+        self.queue = JobQueue(max_running, cores=None if kind == "ray" else os.cpu_count() or 1)
         if kind == "processes":
             from .workers import WorkerPool
 

@@ -2,6 +2,8 @@
 
 On a shared classroom server every training competes for the same CPU cores; running more
 at once than there are cores only makes all of them, and every student's page, slower.
+The queue also shares the cores among the trainings that run: a lone training uses all of them,
+two get half each, and every start or end of a training re-shares them (see `threads_per_training`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import threading
 from .train import Status, Trainer
 
 
+def threads_per_training(cores: int, running: int) -> int:
+    """Torch threads for each of `running` trainings on `cores` cores: all of them for a lone one."""
+    return max(1, cores // max(1, running))
+
+
 class JobQueue:
-    def __init__(self, max_running: int | None = None):
+    def __init__(self, max_running: int | None = None, cores: int | None = os.cpu_count() or 1):
         self.max_running = max(1, max_running or os.cpu_count() or 1)
+        self.cores = cores  # shared among the running trainings; None: not this queue's business (Ray)
         self._lock = threading.Lock()
+        self._share_lock = threading.Lock()  # one re-share at a time: the last one sees the latest trainings
         self._running: list[Trainer] = []
         self._waiting: list[Trainer] = []
 
@@ -73,3 +82,14 @@ class JobQueue:
                 to_start.append(trainer)
         for trainer in to_start:
             trainer.start()
+        self._share_cores()
+
+    def _share_cores(self):
+        """Tell every running training its share of the cores (it applies it between two steps)."""
+        if self.cores is None:
+            return
+        with self._share_lock:
+            with self._lock:
+                running = list(self._running)
+            for trainer in running:
+                trainer.set_threads(threads_per_training(self.cores, len(running)))

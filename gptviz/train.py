@@ -201,6 +201,7 @@ class RunState:
         self.eta_s = None
         self.elapsed_s = 0.0
         self.train_s = 0.0  # time in training steps only (no evaluations, samples or snapshots)
+        self.threads = 0  # torch threads the training used at its last step (as torch reports them)
         # A UI calls heartbeat() while someone watches; with no heartbeat for abandon_after_s the run stops
         # itself (its browser tab was closed), so nobody's CPU goes to a model no one will look at.
         self.abandon_after_s = abandon_after_s
@@ -255,6 +256,7 @@ class Trainer(RunState):
         self._running = threading.Event()  # cleared while paused
         self._running.set()
         self._thread: threading.Thread | None = None
+        self._threads_wanted = 0  # set by the queue as trainings start and end; 0: leave torch's count
 
     # --- control, callable from any thread --------------------------------------
 
@@ -281,6 +283,10 @@ class Trainer(RunState):
         """Stop as a run nobody watches (its watcher may live in another process)."""
         self.abandoned = True
         self.stop()
+
+    def set_threads(self, n: int):
+        """Use n torch threads from the next step on (the queue shares the cores among the trainings)."""
+        self._threads_wanted = n
 
     def _should_stop(self) -> bool:
         self.abandoned = self.abandoned or self.unwatched()
@@ -332,6 +338,7 @@ class Trainer(RunState):
                 break
             if not self._wait_while_paused(loop):
                 break
+            self._use_threads()
             lr = lr_at(step, self.cfg)
             step_start = time.perf_counter()
             loss = self._train_step(step, lr, loop)
@@ -373,6 +380,12 @@ class Trainer(RunState):
         loop.start += time.perf_counter() - paused_at  # paused time does not count
         loop.last = time.perf_counter()
         return not (self._should_stop() and not self.distributed)  # ranks stop together, after this step
+
+    def _use_threads(self):
+        """Follow the queue's share of the cores, in the training's own thread, between two steps."""
+        if self._threads_wanted and self._threads_wanted != torch.get_num_threads():
+            torch.set_num_threads(self._threads_wanted)
+        self.threads = torch.get_num_threads()
 
     def _train_step(self, step: int, lr: float, loop: _Loop) -> float | None:
         """One optimizer step; returns its loss, or None when the loss blew up (the run is then over)."""

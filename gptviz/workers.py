@@ -43,7 +43,7 @@ from .train import RunState, Status, TrainConfig, Trainer, TrainEvent, build_mod
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # where a worker imports gptviz from
-CONTROLS = ("pause", "resume", "stop", "abandon")  # what a handle may ask of its running Trainer
+CONTROLS = ("pause", "resume", "stop", "abandon", "set_threads")  # what a handle may ask of its running Trainer
 
 
 # --- what crosses the boundary ----------------------------------------------------------------------
@@ -80,7 +80,7 @@ def trainer_messages(trainer: Trainer, send: Callable[[tuple], None]):
 
     def on_event(e: TrainEvent):
         extra = {"tokens_per_sec": trainer.tokens_per_sec, "eta_s": trainer.eta_s,
-                 "elapsed_s": trainer.elapsed_s, "train_s": trainer.train_s}
+                 "elapsed_s": trainer.elapsed_s, "train_s": trainer.train_s, "threads": trainer.threads}
         weights = to_bytes(trainer.snapshots[e.step]) if e.kind == "snapshot" else None
         send(("event", e.kind, e.step, e.data, extra, weights))
 
@@ -110,7 +110,7 @@ class RemoteTrainer(RunState):
         self.model = build_model(config, cfg.seed).eval()  # the same initial weights the worker starts from
         self._launch = launch
         self.where = ""  # which worker or computer trains it
-        self.send: Callable[[str], None] = lambda op: None  # set by the transport once the run is placed
+        self.send: Callable[..., None] = lambda op, *args: None  # set by the transport once the run is placed
         self._lock = threading.Lock()  # the transport's thread writes, pages read
         self._finished = threading.Event()
 
@@ -130,6 +130,10 @@ class RemoteTrainer(RunState):
 
     def stop(self):
         self.send("stop")
+
+    def set_threads(self, n: int):
+        if not self.done:  # a finished run's worker may already train the next one
+            self.send("set_threads", n)
 
     def check_watched(self):
         """Called by the transport now and then: a run nobody watches is told to stop itself."""
@@ -158,6 +162,7 @@ class RemoteTrainer(RunState):
             self.step = max(self.step, step)
             self.tokens_per_sec, self.eta_s = extra["tokens_per_sec"], extra["eta_s"]
             self.elapsed_s, self.train_s = extra["elapsed_s"], extra["train_s"]
+            self.threads = extra.get("threads", self.threads)
             h = self.history
             if kind == "step":
                 h["step"].append(step), h["train_loss"].append(data["train_loss"]), h["lr"].append(data["lr"])
@@ -214,7 +219,7 @@ def serve(control_fd: int, results_fd: int, threads: int):
             if msg[0] == "train":
                 jobs.put(build_trainer(msg[1], results.send, current))
             elif msg[0] in CONTROLS and current:
-                getattr(current[-1], msg[0])()
+                getattr(current[-1], msg[0])(*msg[1:])
 
     threading.Thread(target=listen, daemon=True, name="gptviz-worker-control").start()
     warm_up()
@@ -288,9 +293,9 @@ class _Slot:
             handle.where = f"worker process {self.process.pid}"
             self.control.send(("train", handle.job))
 
-    def _send(self, op: str):
+    def _send(self, op: str, *args):
         try:
-            self.control.send((op,))
+            self.control.send((op, *args))
         except OSError:  # the worker just died: its reader thread ends the run
             pass
 

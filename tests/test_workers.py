@@ -231,3 +231,18 @@ def test_two_sessions_asking_for_the_same_run_train_it_once_and_both_get_the_mod
     assert a is not b and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     for at in sessions:  # each student's own run, in their own model picker
         assert f"🧪 {latest(at).name}" in at.sidebar.selectbox[0].options
+
+
+def test_a_lone_worker_training_uses_every_core_and_two_share_them(pool, small_config, shakespeare_char):
+    queue = JobQueue(2, cores=4)
+    first = queue.submit(RemoteTrainer(small_config, quick(max_iters=100_000, eval_interval=10_000), shakespeare_char,
+                                       pool.launch))
+    assert wait_for(lambda: first.threads == 4)  # torch's own count, read in the worker at each step
+    second = queue.submit(RemoteTrainer(small_config, quick(max_iters=100_000, eval_interval=10_000),
+                                        shakespeare_char, pool.launch))
+    assert wait_for(lambda: first.threads == 2 and second.threads == 2)
+    queue.cancel(first)
+    assert wait_for(lambda: second.threads == 4)  # the other one ended: all cores again
+    queue.cancel(second)
+    first.join(30), second.join(30)
+    assert first.status == second.status == "stopped" and queue.running == 0

@@ -20,11 +20,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -106,6 +108,21 @@ def log_spaced_steps(max_iters: int) -> list[int]:
             else:
                 return steps + [max_iters]
         k += 1
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Train in bfloat16 autocast: only on a CPU with BF16 instructions (AVX-512 BF16 or AMX), where it made
+    a step ~15% faster at the same loss; elsewhere it is emulated and slower. GPTVIZ_BF16=0/1 overrides."""
+    choice = os.environ.get("GPTVIZ_BF16")
+    if choice in ("0", "1"):
+        return choice == "1"
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no way to tell, so no
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -257,6 +274,7 @@ class Trainer(RunState):
         self._running.set()
         self._thread: threading.Thread | None = None
         self._threads_wanted = 0  # set by the queue as trainings start and end; 0: leave torch's count
+        self.bf16 = native_bf16(self.device)  # forward passes of training steps in bfloat16 (evaluations: fp32)
 
     # --- control, callable from any thread --------------------------------------
 
@@ -455,7 +473,8 @@ class Trainer(RunState):
             # DDP's no_sync(): keep this micro-batch's gradients local; the last backward averages the sum.
             sync = not self.distributed or micro == accum - 1
             with contextlib.nullcontext() if sync else train_model.no_sync():
-                _, loss = train_model(x, y)
+                with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):  # the forward pass only
+                    _, loss = train_model(x, y)
                 value = loss.item()
                 loss_value += value / accum
                 if not math.isfinite(value) and not self.distributed:

@@ -142,7 +142,9 @@ def _serve(args, extra: list[str]) -> int:
 
     from .backends import chosen_kind
 
-    env = dict(os.environ)
+    from .jobs import TRAINING_ENV
+
+    env = {**TRAINING_ENV, **os.environ}  # the threads backend trains in the server itself
     if args.ray:
         env["GPTVIZ_RAY_ADDRESS"] = args.ray
     if args.backend:

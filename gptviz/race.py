@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .jobs import TRAINING_ENV  # the same environment for both contestants
+
 TARGET = 2.0
 EVAL_INTERVAL = 50  # both recipes; nanoGPT's documented CPU run evaluates on 20 batches
 STEP_LINE = re.compile(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
@@ -126,9 +128,9 @@ def prepare_nanogpt(checkout: Path, into: Path) -> Path:
     return into
 
 
-def time_to_target(cmd: list[str], cwd: str | None, threads: int, timeout_s: float = 600) -> dict:
+def time_to_target(cmd: list[str], cwd: str | None, threads: int, timeout_s: float = 1800) -> dict:
     """Start `cmd`, read its evaluation lines, and return when (from the start) val loss first reached TARGET."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
+    env = {**TRAINING_ENV, **os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

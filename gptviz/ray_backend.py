@@ -27,7 +27,7 @@ import torch
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from .jobs import threads_per_training
+from .jobs import TRAINING_ENV, threads_per_training
 from .train import Status
 from .workers import Job, RemoteTrainer, build_trainer, train_to_end, warm_up
 
@@ -103,7 +103,7 @@ class RayCluster:
 
     def __init__(self, address: str | None = None):
         if not ray.is_initialized():
-            ray.init(address=address or "auto", runtime_env={"py_modules": [str(PACKAGE_DIR)]},
+            ray.init(address=address or "auto", runtime_env={"py_modules": [str(PACKAGE_DIR)], "env_vars": TRAINING_ENV},
                      logging_level=logging.WARNING, log_to_driver=False)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         # on this computer: a lab computer that leaves must not take every run's mailbox with it

@@ -36,6 +36,7 @@ from safetensors.torch import save as save_tensors
 
 from .data import TokenData
 from .errors import GptvizError
+from .jobs import TRAINING_ENV
 from .model import GPTConfig
 from .tokenizers import from_dict
 from .train import RunState, Status, TrainConfig, Trainer, TrainEvent, build_model, check_data
@@ -282,7 +283,7 @@ class _Slot:
         fds = (control_there.fileno(), results_there.fileno())
         self.process = subprocess.Popen(
             [sys.executable, "-c", f"from gptviz.workers import serve; serve({fds[0]}, {fds[1]}, {self.threads})"],
-            pass_fds=fds, env={**os.environ, "PYTHONPATH": os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])})
+            pass_fds=fds, env={**TRAINING_ENV, **os.environ, "PYTHONPATH": os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])})
         control_there.close(), results_there.close()  # the child holds them: EOF here when it dies
         self.control, self.results = Connection(control_here.detach()), Connection(results_here.detach())
 

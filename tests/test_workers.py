@@ -246,3 +246,9 @@ def test_a_lone_worker_training_uses_every_core_and_two_share_them(pool, small_c
     queue.cancel(second)
     first.join(30), second.join(30)
     assert first.status == second.status == "stopped" and queue.running == 0
+
+
+def test_worker_threads_sleep_while_they_wait_instead_of_spinning(pool):
+    """A spinning OpenMP thread takes the core its partner needs on a busy host (see jobs.TRAINING_ENV)."""
+    environ = open(f"/proc/{pool.pids[0]}/environ", "rb").read().split(b"\0")
+    assert b"OMP_WAIT_POLICY=PASSIVE" in environ

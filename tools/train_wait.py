@@ -13,6 +13,7 @@ Prints both, their medians and the app's overhead.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -21,6 +22,7 @@ import time
 
 from playwright.sync_api import sync_playwright
 
+from gptviz.jobs import TRAINING_ENV
 from tools.chromium import launch, wait_idle
 from tools.server import ROOT, Server
 
@@ -37,7 +39,8 @@ Trainer(preset_config("gpt", data.tokenizer.vocab_size), TrainConfig(max_iters=i
 
 def engine_seconds(iters: int, seed: int) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", ENGINE, str(iters), str(seed)], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-c", ENGINE, str(iters), str(seed)], cwd=ROOT, check=True,
+                   env={**TRAINING_ENV, **os.environ})  # as a worker process trains
     return time.perf_counter() - start
 
 

@@ -51,7 +51,7 @@ class Backend:
                 self.notice = f"{e} Training on this computer's worker processes instead."
                 log.error("gptviz: %s", self.notice)
                 self.kind = kind = "processes"
-        self.queue = JobQueue(max_running)
+        self.queue = JobQueue(max_running, cores=None if kind == "ray" else os.cpu_count() or 1)
         if kind == "processes":
             from .workers import WorkerPool
 

@@ -270,7 +270,24 @@ def bench_bpe(rounds: int = 3, log=print) -> dict:
     return results
 
 
-def run_bench(rounds: int = 5, steps: int = 10, quality: bool = True, log=print) -> dict:
+def run_race(rounds: int = 3, nanogpt: str | None = None, log=print) -> dict:
+    """gptviz against nanoGPT's recipe: wall time to val loss 2.0 from process start (see race.py)."""
+    from .race import TARGET, race
+
+    who = f"nanoGPT's train.py in {nanogpt}" if nanogpt else "nanoGPT's recipe on the in-repo model of its structure"
+    log(f"\ntime to val loss {TARGET} from process start, gptviz's default recipe vs {who} "
+        f"({rounds} alternating rounds, medians):")
+    result = race(rounds, nanogpt, log=log)
+    for name, row in result["rows"].items():
+        median = f"{row['median_s']:.1f} s" if row["median_s"] else "not reached"
+        log(f"  {name:<48} {median:>12}  (steps {row['steps']})")
+    if result["ratio"]:
+        log(f"  gptviz is faster by x{result['ratio']:.2f}")
+    return result
+
+
+def run_bench(rounds: int = 5, steps: int = 10, quality: bool = True, log=print, race_rounds: int = 3,
+              nanogpt: str | None = None) -> dict:
     from .generate import generate
 
     results: dict = {"torch_threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -327,4 +344,5 @@ def run_bench(rounds: int = 5, steps: int = 10, quality: bool = True, log=print)
         results["time_to_loss"] = time_to_loss(data, log=log)
         q = results["time_to_loss"]
         log(f"  final val loss {q['final_val_loss']:.3f} after {q['max_iters']} steps, {q['total_seconds']:.1f} s")
+        results["race"] = run_race(race_rounds, nanogpt, log=log)
     return results

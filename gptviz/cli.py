@@ -118,6 +118,10 @@ def _bench_command(sub):
     b.add_argument("--steps", type=int, default=10, help="training steps timed per round")
     b.add_argument("--skip-quality", action="store_true", help="skip the time-to-loss-2.0 training run")
     b.add_argument("--only-bpe", action="store_true", help="only the BPE training and replay figures")
+    b.add_argument("--only-race", action="store_true", help="only gptviz vs nanoGPT: time to val loss 2.0")
+    b.add_argument("--race-rounds", type=int, default=3, help="alternating rounds of the race (median of these)")
+    b.add_argument("--nanogpt", default=None, metavar="DIR",
+                   help="a nanoGPT checkout to race against (its own train.py; default: its recipe on the in-repo model)")
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
     b.set_defaults(func=cmd_bench)
 
@@ -162,7 +166,9 @@ def _serve(args, extra: list[str]) -> int:
 
     from .backends import chosen_kind
 
-    env = dict(os.environ)
+    from .jobs import TRAINING_ENV
+
+    env = {**TRAINING_ENV, **os.environ}  # the threads backend trains in the server itself
     if args.ray:
         env["GPTVIZ_RAY_ADDRESS"] = args.ray
     if args.backend:
@@ -444,11 +450,14 @@ def cmd_ladder(args):
 
 
 def cmd_bench(args):
-    from .bench import bench_bpe, run_bench
+    from .bench import bench_bpe, run_bench, run_race
 
     if args.only_bpe:
         results = bench_bpe(log=print)
+    elif args.only_race:
+        results = run_race(args.race_rounds, args.nanogpt, log=print)
     else:
-        results = run_bench(rounds=args.rounds, steps=args.steps, quality=not args.skip_quality, log=print)
+        results = run_bench(rounds=args.rounds, steps=args.steps, quality=not args.skip_quality, log=print,
+                            race_rounds=args.race_rounds, nanogpt=args.nanogpt)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -29,6 +29,7 @@ from ray.exceptions import RayActorError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .errors import ConfigError
+from .jobs import TRAINING_ENV, threads_per_training
 from .train import Status
 from .workers import Job, RemoteTrainer, build_trainer, train_to_end, warm_up
 
@@ -52,8 +53,8 @@ class Mailbox:
     def collect(self, run: int) -> list:
         return self._events.pop(run, [])
 
-    def control(self, run: int, op: str):
-        self._controls[run].append(op)
+    def control(self, run: int, op: str, *args):
+        self._controls[run].append((op, *args))
 
     def controls(self, run: int) -> list:
         return self._controls.pop(run, [])
@@ -85,9 +86,9 @@ def train_task(job: Job, run: int, mailbox, threads: int) -> str:
                 ray.get(mailbox.post.remote(run, msgs))
             if done:
                 return
-            for op in ray.get(mailbox.controls.remote(run)):
+            for op, *args in ray.get(mailbox.controls.remote(run)):
                 if current:
-                    getattr(current[-1], op)()
+                    getattr(current[-1], op)(*args)
 
     relayer = threading.Thread(target=relay, daemon=True)
     relayer.start()
@@ -123,7 +124,7 @@ class RayCluster:
         _check_reachable(address)
         if not ray.is_initialized():
             try:
-                ray.init(address=address or "auto", runtime_env={"py_modules": [str(PACKAGE_DIR)]},
+                ray.init(address=address or "auto", runtime_env={"py_modules": [str(PACKAGE_DIR)], "env_vars": TRAINING_ENV},
                          logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as e:  # what ray.init raises for a missing cluster
                 raise _unreachable(address or "auto", str(e)[:200]) from None
@@ -136,6 +137,7 @@ class RayCluster:
         self._queued: list[RemoteTrainer] = []  # sent to Ray, not started yet, oldest first
         self._lock = threading.Lock()
         self._ids = iter(range(1, 2**62))
+        self._on_node: dict[str, list[RemoteTrainer]] = defaultdict(list)  # the runs training on each computer
 
     def slots(self) -> int:
         """Trainings the cluster runs at once now (lab computers may join or leave at any time)."""
@@ -151,11 +153,11 @@ class RayCluster:
             handle.job, run, self.mailbox, CPUS_PER_TRAINING)
         cancel = threading.Event()
 
-        def send(op: str):
+        def send(op: str, *args):
             if handle.status == Status.QUEUED and op in ("stop", "abandon"):
                 cancel.set()  # not started yet: take it out of Ray's queue
             else:
-                self.mailbox.control.remote(run, op)
+                self.mailbox.control.remote(run, op, *args)
 
         handle.send = send
         with self._lock:
@@ -175,6 +177,7 @@ class RayCluster:
             handle.lost("the computer of the Ray cluster that trained it was lost (switched off, or out of memory)")
         finally:
             self._dequeue(handle)
+            self._share_node(handle, joined=False)
 
     def _follow(self, handle: RemoteTrainer, run: int, ref, cancel: threading.Event):
         while not handle.done:
@@ -182,7 +185,9 @@ class RayCluster:
             for msg in ray.get(self.mailbox.collect.remote(run)):
                 if msg[0] == "where":  # it started
                     handle.where = f"Ray node {msg[1][:8]}"
+                    handle.node = msg[1]
                     self._dequeue(handle)
+                    self._share_node(handle, joined=True)
                 else:
                     handle.receive(msg)
             if ended and not handle.done:  # its last events were posted before it ended: something went wrong
@@ -193,6 +198,22 @@ class RayCluster:
                 handle.end(Status.STOPPED, "Cancelled before it started." if cancel.is_set() else
                            "Never started: the browser tab was closed while it waited in the queue.")
             handle.check_watched()
+
+    def _share_node(self, handle: RemoteTrainer, joined: bool):
+        """Share a computer's cores among the trainings on it, as one starts or ends there (see jobs.py)."""
+        node = getattr(handle, "node", None)
+        if node is None:
+            return
+        with self._lock:
+            runs = self._on_node[node]
+            if joined:
+                runs.append(handle)
+            elif handle in runs:
+                runs.remove(handle)
+            runs = list(runs)
+        cores = next((int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n["NodeID"] == node), 1)
+        for run in runs:
+            run.set_threads(threads_per_training(cores, len(runs)))
 
     def _dequeue(self, handle: RemoteTrainer):
         with self._lock:

@@ -20,11 +20,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -115,6 +117,19 @@ def snapshot_schedule(cfg: TrainConfig) -> list[int]:
     if cfg.snapshot_every > 0:
         steps |= set(range(0, cfg.max_iters, cfg.snapshot_every)) | {cfg.max_iters}
     return sorted(steps)
+def native_bf16(device: torch.device) -> bool:
+    """Train in bfloat16 autocast: only on a CPU with BF16 instructions (AVX-512 BF16 or AMX), where it made
+    a step ~15% faster at the same loss; elsewhere it is emulated and slower. GPTVIZ_BF16=0/1 overrides."""
+    choice = os.environ.get("GPTVIZ_BF16")
+    if choice in ("0", "1"):
+        return choice == "1"
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no way to tell, so no
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -210,6 +225,7 @@ class RunState:
         self.eta_s = None
         self.elapsed_s = 0.0
         self.train_s = 0.0  # time in training steps only (no evaluations, samples or snapshots)
+        self.threads = 0  # torch threads the training used at its last step (as torch reports them)
         # A UI calls heartbeat() while someone watches; with no heartbeat for abandon_after_s the run stops
         # itself (its browser tab was closed), so nobody's CPU goes to a model no one will look at.
         self.abandon_after_s = abandon_after_s
@@ -264,6 +280,8 @@ class Trainer(RunState):
         self._running = threading.Event()  # cleared while paused
         self._running.set()
         self._thread: threading.Thread | None = None
+        self._threads_wanted = 0  # set by the queue as trainings start and end; 0: leave torch's count
+        self.bf16 = native_bf16(self.device)  # forward passes of training steps in bfloat16 (evaluations: fp32)
 
     # --- control, callable from any thread --------------------------------------
 
@@ -290,6 +308,10 @@ class Trainer(RunState):
         """Stop as a run nobody watches (its watcher may live in another process)."""
         self.abandoned = True
         self.stop()
+
+    def set_threads(self, n: int):
+        """Use n torch threads from the next step on (the queue shares the cores among the trainings)."""
+        self._threads_wanted = n
 
     def _should_stop(self) -> bool:
         self.abandoned = self.abandoned or self.unwatched()
@@ -341,6 +363,7 @@ class Trainer(RunState):
                 break
             if not self._wait_while_paused(loop):
                 break
+            self._use_threads()
             lr = lr_at(step, self.cfg)
             step_start = time.perf_counter()
             loss = self._train_step(step, lr, loop)
@@ -382,6 +405,12 @@ class Trainer(RunState):
         loop.start += time.perf_counter() - paused_at  # paused time does not count
         loop.last = time.perf_counter()
         return not (self._should_stop() and not self.distributed)  # ranks stop together, after this step
+
+    def _use_threads(self):
+        """Follow the queue's share of the cores, in the training's own thread, between two steps."""
+        if self._threads_wanted and self._threads_wanted != torch.get_num_threads():
+            torch.set_num_threads(self._threads_wanted)
+        self.threads = torch.get_num_threads()
 
     def _train_step(self, step: int, lr: float, loop: _Loop) -> float | None:
         """One optimizer step; returns its loss, or None when the loss blew up (the run is then over)."""
@@ -451,7 +480,8 @@ class Trainer(RunState):
             # DDP's no_sync(): keep this micro-batch's gradients local; the last backward averages the sum.
             sync = not self.distributed or micro == accum - 1
             with contextlib.nullcontext() if sync else train_model.no_sync():
-                _, loss = train_model(x, y)
+                with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):  # the forward pass only
+                    _, loss = train_model(x, y)
                 value = loss.item()
                 loss_value += value / accum
                 if not math.isfinite(value) and not self.distributed:

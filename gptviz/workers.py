@@ -40,6 +40,7 @@ from safetensors.torch import save as save_tensors
 from .budget import MEMORY_LIMIT_BYTES
 from .data import TokenData
 from .errors import GptvizError
+from .jobs import TRAINING_ENV
 from .model import GPTConfig
 from .tokenizers import from_dict
 from .train import RunState, Status, TrainConfig, Trainer, TrainEvent, build_model, check_data
@@ -47,7 +48,7 @@ from .train import RunState, Status, TrainConfig, Trainer, TrainEvent, build_mod
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # where a worker imports gptviz from
-CONTROLS = ("pause", "resume", "stop", "abandon")  # what a handle may ask of its running Trainer
+CONTROLS = ("pause", "resume", "stop", "abandon", "set_threads")  # what a handle may ask of its running Trainer
 STOP_GRACE_S = 20.0  # a worker that has not ended its run this long after "stop" is killed (a hung step)
 MAX_MINUTES_ENV, DEFAULT_MAX_MINUTES = "GPTVIZ_MAX_TRAINING_MINUTES", 30.0  # a training's wall-time cap
 PAUSE_MINUTES_ENV, DEFAULT_PAUSE_MINUTES = "GPTVIZ_MAX_PAUSE_MINUTES", 5.0  # a paused run gives its slot back
@@ -97,7 +98,7 @@ def trainer_messages(trainer: Trainer, send: Callable[[tuple], None]):
 
     def on_event(e: TrainEvent):
         extra = {"tokens_per_sec": trainer.tokens_per_sec, "eta_s": trainer.eta_s,
-                 "elapsed_s": trainer.elapsed_s, "train_s": trainer.train_s}
+                 "elapsed_s": trainer.elapsed_s, "train_s": trainer.train_s, "threads": trainer.threads}
         weights = to_bytes(trainer.snapshots[e.step]) if e.kind == "snapshot" else None
         send(("event", e.kind, e.step, e.data, extra, weights))
 
@@ -127,7 +128,7 @@ class RemoteTrainer(RunState):
         self.model = build_model(config, cfg.seed).eval()  # the same initial weights the worker starts from
         self._launch = launch
         self.where = ""  # which worker or computer trains it
-        self.send: Callable[[str], None] = lambda op: None  # set by the transport once the run is placed
+        self.send: Callable[..., None] = lambda op, *args: None  # set by the transport once the run is placed
         self._lock = threading.Lock()  # the transport's thread writes, pages read
         self._finished = threading.Event()
         self.max_s = _minutes(MAX_MINUTES_ENV, DEFAULT_MAX_MINUTES)
@@ -154,6 +155,10 @@ class RemoteTrainer(RunState):
         if self.stop_sent_at is None:
             self.stop_sent_at = time.monotonic()  # the grace period of an answer starts now
         self.send("stop")
+
+    def set_threads(self, n: int):
+        if not self.done:  # a finished run's worker may already train the next one
+            self.send("set_threads", n)
 
     def check_watched(self):
         """Called by the transport now and then: a run nobody watches is told to stop itself, and one past
@@ -202,6 +207,7 @@ class RemoteTrainer(RunState):
             self.step = max(self.step, step)
             self.tokens_per_sec, self.eta_s = extra["tokens_per_sec"], extra["eta_s"]
             self.elapsed_s, self.train_s = extra["elapsed_s"], extra["train_s"]
+            self.threads = extra.get("threads", self.threads)
             h = self.history
             if kind == "step":
                 h["step"].append(step), h["train_loss"].append(data["train_loss"]), h["lr"].append(data["lr"])
@@ -272,7 +278,7 @@ def serve(control_fd: int, results_fd: int, threads: int):
             if msg[0] == "train":
                 jobs.put(build_trainer(msg[1], send, current))
             elif msg[0] in CONTROLS and current:
-                getattr(current[-1], msg[0])()
+                getattr(current[-1], msg[0])(*msg[1:])
 
     threading.Thread(target=listen, daemon=True, name="gptviz-worker-control").start()
     warm_up()
@@ -359,7 +365,7 @@ class _Slot:
         fds = (control_there.fileno(), results_there.fileno())
         self.process = subprocess.Popen(
             [sys.executable, "-c", f"from gptviz.workers import serve; serve({fds[0]}, {fds[1]}, {self.threads})"],
-            pass_fds=fds, env={**os.environ, "PYTHONPATH": os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])})
+            pass_fds=fds, env={**TRAINING_ENV, **os.environ, "PYTHONPATH": os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])})
         control_there.close(), results_there.close()  # the child holds them: EOF here when it dies
         self.control, self.results = Connection(control_here.detach()), Connection(results_here.detach())
         self.spawned_at = time.monotonic()
@@ -367,19 +373,19 @@ class _Slot:
     def run(self, handle: RemoteTrainer):
         with self.lock:
             self.handle = handle
-            handle.send = lambda op: self._send(op, handle)
+            handle.send = lambda op, *args: self._send(handle, op, *args)
             handle.where = f"worker process {self.process.pid}"
             try:
                 self.control.send(("train", handle.job))
             except OSError:  # the worker just died: its reader thread ends the run
                 pass
 
-    def _send(self, op: str, handle: RemoteTrainer):
+    def _send(self, handle: RemoteTrainer, op: str, *args):
         with self.lock:
             if self.handle is not handle:  # that run is over: its old controls must not reach the next one
                 return
             try:
-                self.control.send((op,))
+                self.control.send((op, *args))
             except OSError:  # the worker just died: its reader thread ends the run
                 pass
 

@@ -29,3 +29,18 @@ def bars(at, key):
 def metric(at, label_start):
     (m,) = [m for m in at.metric if m.label.startswith(label_start)]
     return m.value
+
+
+def grid_heads(fig: dict) -> np.ndarray:
+    """Every head's pattern, (n_layer * n_head, T, T), out of the attention grid's one heatmap."""
+    from gptviz.viz.attention import grid_patterns
+
+    (trace,) = fig["data"]
+    heads = grid_patterns(array(trace["z"]), fig["layout"]["meta"])
+    return heads.reshape(-1, *heads.shape[2:])
+
+
+def grid_ticks(fig: dict) -> dict[int, str]:
+    """{token position: label} of the attention grid's token labels (its first tile's x axis)."""
+    x, columns = fig["layout"]["xaxis"], list(fig["data"][0]["x"])
+    return {columns.index(v): text for v, text in zip(x["tickvals"], x["ticktext"])}

@@ -1,6 +1,9 @@
 import pytest
 
-from gptviz.jobs import JobQueue
+import pytest
+import torch
+
+from gptviz.jobs import JobQueue, threads_per_training
 from gptviz.train import Status, TrainConfig, Trainer
 
 from helpers import wait_until
@@ -112,3 +115,29 @@ def test_a_tab_cannot_queue_more_than_its_share(small_config, shakespeare_char):
     for t in runs[1:]:
         queue.cancel(t)
     stop_all(runs[0])
+
+
+@pytest.fixture
+def torch_threads():
+    """The thread count is the process's: give it back after a test that trains in threads."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_cores_are_shared_among_the_running_trainings_as_they_start_and_end(
+        torch_threads, small_config, shakespeare_char):
+    queue = JobQueue(max_running=2, cores=4)
+    first = queue.submit(long_run(small_config, shakespeare_char))
+    assert wait_until(lambda: first.threads == 4)  # alone: every core (as torch reports it in the training)
+    second = queue.submit(long_run(small_config, shakespeare_char))
+    assert wait_until(lambda: first.threads == 2 and second.threads == 2)  # two: half each
+    third = queue.submit(long_run(small_config, shakespeare_char))
+    assert third.status == "queued" and third.threads == 0  # a third waits for a slot
+    first.stop()
+    assert wait_until(lambda: third.threads == 2 and second.threads == 2)
+    second.stop()
+    assert wait_until(lambda: third.threads == 4)  # alone again: all of them
+    third.stop()
+    third.join(10)
+    assert [threads_per_training(2, n) for n in (0, 1, 2, 3)] == [2, 2, 1, 1]

@@ -12,7 +12,7 @@ from gptviz.checkpoints import save_checkpoint
 from gptviz.model import GPT, preset_config
 from ui import models, state
 
-from figures import array, figure
+from figures import array, figure, grid_heads, grid_ticks
 
 PROMPT = "ROMEO:\nWhat say you to "
 
@@ -23,13 +23,13 @@ def patterns_for(ckpt, ids):
 
 
 def grid_heatmaps(at):
-    return [t for t in figure(at, "attention_grid_chart")["data"] if t["type"] == "heatmap"]
+    """One {"z": pattern} per head, layer by layer (the grid is one heatmap of every head)."""
+    return [{"z": z} for z in grid_heads(figure(at, "attention_grid_chart"))]
 
 
 def grid_tokens(at) -> dict[int, str]:
     """{position: label} of the token labels on the grid's axis (every k-th token of a long prompt)."""
-    x = figure(at, "attention_grid_chart")["layout"]["xaxis"]
-    return dict(zip(x["tickvals"], x["ticktext"]))
+    return grid_ticks(figure(at, "attention_grid_chart"))
 
 
 def grid_size(at) -> int:

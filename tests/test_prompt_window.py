@@ -11,7 +11,7 @@ from gptviz.generate import fit_to_window, generate
 from gptviz.model import GPT, GPTConfig
 from ui import state
 
-from figures import array, figure
+from figures import figure, grid_heads
 
 BLOCK = 32
 PROMPT = "ROMEO:\nWhat say you to this, my lord now"  # 40 characters: 8 more than the window
@@ -39,7 +39,7 @@ def notes(at):
 
 def grid_tokens(at):
     """The tokens the first head's pattern covers: its rows."""
-    return array([t for t in figure(at, "attention_grid_chart")["data"] if t["type"] == "heatmap"][0]["z"])
+    return grid_heads(figure(at, "attention_grid_chart"))[0]
 
 
 def test_the_attention_page_cuts_the_prompt_and_still_generates(block_32):

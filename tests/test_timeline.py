@@ -5,13 +5,13 @@ import shutil
 import numpy as np
 import pytest
 
-from figures import array, figure
+from figures import array, figure, grid_heads
 from gptviz.checkpoints import CHECKPOINT_DIR
 from ui import state
 
 
 def grid(at):
-    return np.stack([array(t["z"]) for t in figure(at, "attention_grid_chart")["data"] if t["type"] == "heatmap"])
+    return grid_heads(figure(at, "attention_grid_chart"))
 
 
 def test_attention_at_initialisation_is_uniform_and_learned_later(app):

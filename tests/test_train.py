@@ -211,3 +211,32 @@ def test_an_unexpected_error_ends_the_run_as_error_with_good_weights_and_a_logge
     assert any(r.exc_info and r.exc_info[0] is IndexError for r in caplog.records)  # the traceback is logged
     x, y = data.get_batch("val", 4, 16)  # only the training split is poisoned
     assert math.isfinite(trainer.model(x, y)[1].item())  # the kept weights still work
+
+
+def test_bf16_autocast_trains_to_the_same_loss_as_fp32_within_the_seed_noise(small_config, shakespeare_char):
+    def val_loss(bf16: bool, seed: int) -> tuple[float, set]:
+        trainer = Trainer(small_config, quick(max_iters=50, sample_tokens=0, seed=seed), shakespeare_char)
+        trainer.bf16 = bf16
+        seen = set()  # the dtype the output layer computed in: training steps and evaluations
+        trainer.model.lm_head.register_forward_hook(lambda m, i, out: seen.add((m.training, out.dtype)))
+        trainer.run()
+        return trainer.history["val_loss"][-1], seen
+
+    fp32, fp32_seen = val_loss(False, 1)
+    other_seed, _ = val_loss(False, 2)
+    bf16, bf16_seen = val_loss(True, 1)
+    assert bf16_seen == {(True, torch.bfloat16), (False, torch.float32)}  # steps in bf16, evaluations in fp32
+    assert fp32_seen == {(True, torch.float32), (False, torch.float32)}
+    assert fp32 < 3.5 and abs(bf16 - fp32) <= 0.05 + abs(other_seed - fp32)
+
+
+def test_bf16_is_used_only_where_the_cpu_has_it_unless_told(monkeypatch):
+    from gptviz.train import native_bf16
+
+    flags = open("/proc/cpuinfo").read().split()
+    assert native_bf16(torch.device("cpu")) == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert not native_bf16(torch.device("meta"))  # not a CPU: no autocast to CPU bf16
+    monkeypatch.setenv("GPTVIZ_BF16", "1")
+    assert native_bf16(torch.device("cpu"))
+    monkeypatch.setenv("GPTVIZ_BF16", "0")
+    assert not native_bf16(torch.device("cpu"))

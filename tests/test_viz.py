@@ -14,6 +14,7 @@ from gptviz import analysis as A
 from gptviz import viz
 from gptviz.generate import next_token_probs
 from gptviz.tokenizers import BPETokenizer, CharTokenizer
+from gptviz.viz.attention import TITLE_PX, GridLayout, grid_cell, grid_patterns
 from gptviz.viz.style import CHAR_CLASS_COLOURS, OKABE_ITO, PASTELS
 
 VIRIDIS = go.Heatmap(colorscale="Viridis").colorscale
@@ -176,41 +177,60 @@ def test_loss_chart_thins_long_histories_but_keeps_the_last_step():
 # ----------------------------------------------------------------------------- attention
 
 
-def test_attention_grid_has_one_heatmap_per_head_with_the_input_values(run):
+def test_attention_grid_is_one_heatmap_of_every_head_with_the_input_values(run):
     tok, ids, _, cache = run
     patterns = A.attention_for(cache, 2)
     labels = [tok.label(i) for i in ids]
     fig = viz.attention_grid(patterns, labels, detector_badges={(1, 0): "previous token"})
-    assert len(fig.data) == 2 * 2 and all(t.type == "heatmap" for t in fig.data)
-    for n, trace in enumerate(fig.data):
-        np.testing.assert_allclose(trace.z, patterns[n // 2, n % 2].numpy(), rtol=1e-6)
-        assert trace.coloraxis == "coloraxis"  # one shared scale and one colour bar
-        assert "query %{y} → key %{x}: %{z:.2f}" in trace.hovertemplate
-    assert [(t.xaxis, t.yaxis) for t in fig.data] == [("x", "y"), ("x2", "y"), ("x", "y2"), ("x2", "y2")]
+    (trace,) = fig.data  # one trace, one pair of axes: the browser draws one image
+    assert trace.type == "heatmap" and trace.coloraxis == "coloraxis" and trace.hoverongaps is False
+    meta = fig.layout.meta
+    np.testing.assert_allclose(grid_patterns(trace.z, meta), patterns.numpy(), rtol=1e-6)
+    z, T = np.asarray(trace.z, dtype=float), len(ids)
+    assert np.isnan(z[:, T]).all() and np.isnan(z[T, :]).all()  # empty cells between the tiles
     assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 1
     assert fig.layout.coloraxis.colorscale == VIRIDIS
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["L0 H0", "L0 H1", "L1 H0 · previous token", "L1 H1"]
     x = fig.layout.xaxis
     assert list(x.ticktext) == [f"{i}:{label}" for i, label in enumerate(labels)]  # 16 tokens: all labelled
-    assert x.showticklabels and not fig.layout.xaxis2.showticklabels  # labels on the first tile only
-    assert fig.layout.yaxis.range == (len(ids) - 0.5, -0.5)  # first query on top
+    assert [list(trace.x).index(v) for v in x.tickvals] == list(range(T))  # on the first tile's columns
+    assert fig.layout.yaxis.range == (z.shape[0] - 0.5, -0.5)  # first query on top
+    # hovering a cell names its layer, query, head and key
+    r, c = GridLayout(**meta["grid"]).origin(1, 1)
+    assert (trace.y[r + 3], trace.x[c + 2]) == ("L1 · query 3", "H1 · key 2")
+    assert len(set(trace.x)) == len(trace.x) and len(set(trace.y)) == len(trace.y)  # no merged categories
+
+
+def test_a_click_on_the_grid_maps_to_its_layer_head_query_and_key():
+    fig = viz.attention_grid(torch.rand(3, 8, 64, 64), [str(i % 10) for i in range(64)])  # wraps: 2 rows a layer
+    (trace,) = fig.data
+    meta, layout = fig.layout.meta, GridLayout(**fig.layout.meta["grid"])
+    assert layout.per_layer == 2
+    for layer, head, query, key in [(0, 0, 0, 0), (2, 7, 63, 63), (1, 5, 10, 40), (2, 3, 0, 63)]:
+        r, c = layout.origin(layer, head)
+        assert grid_cell(meta, trace.x[c + key], trace.y[r + query]) == (layer, head, query, key)  # labels
+        assert grid_cell(meta, c + key, r + query) == (layer, head, query, key)  # or positions
+    r, c = layout.origin(0, 1)
+    assert grid_cell(meta, c - 1, r) is None  # a gap between two tiles
+    assert grid_cell(meta, -1, 0) is None and grid_cell(meta, 10**9, 0) is None
+    assert grid_cell(meta, "nonsense", None) is None and grid_cell({}, 0, 0) is None  # hostile payloads
 
 
 def test_attention_grid_wraps_many_heads_and_labels_every_kth_token_of_long_prompts():
     fig = viz.attention_grid(torch.rand(4, 8, 64, 64), [str(i % 10) for i in range(64)])
-    axes = {k for k in fig.layout.to_plotly_json() if k.startswith("xaxis")}
-    assert len(axes) == 4  # 8 heads of 64 tokens wrap into 4 columns: a cell stays at least 3 px wide
-    assert len([k for k in fig.layout.to_plotly_json() if k.startswith("yaxis")]) == 8
-    x = fig.layout.xaxis
-    assert 4 <= len(x.tickvals) <= 16 and x.tickvals[1] - x.tickvals[0] >= 4
-    (x0, x1), (y0, y1) = x.domain, fig.layout.yaxis.domain
-    width, height = (x1 - x0) * 920, (y1 - y0) * (fig.layout.height - 80)  # px at the width it is laid out for
-    assert width / 64 >= 3 and height / 64 >= 2.9  # cells, not slivers
+    layout = GridLayout(**fig.layout.meta["grid"])
+    assert layout.cols == 4  # 8 heads of 64 tokens wrap into 4 columns: a cell stays at least 3 px wide
+    assert layout.per_layer * layout.n_layer == 8
+    x, (rows, cols) = fig.layout.xaxis, layout.shape
+    positions = [list(fig.data[0].x).index(v) for v in x.tickvals]
+    assert 4 <= len(positions) <= 16 and positions[1] - positions[0] >= 4
+    width, height = 920 / cols, (fig.layout.height - 80 - TITLE_PX) / rows  # px a cell, at the width laid out for
+    assert width >= 3 and height >= 2.9  # cells, not slivers
     fig = viz.attention_grid(torch.rand(4, 4, 32, 32), [str(i % 10) for i in range(32)])
     assert fig.layout.height <= 760  # the default prompt's grid fits a 1440x900 screen
     fig = viz.attention_grid(torch.rand(2, 8, 8, 8), list("abcdefgh"))
-    assert len([k for k in fig.layout.to_plotly_json() if k.startswith("xaxis")]) == 8  # short prompts: one row
+    assert GridLayout(**fig.layout.meta["grid"]).cols == 8  # short prompts: one row a layer
     fig = viz.attention_grid(torch.zeros(0, 0, 5, 5), list("abcde"))
     assert len(fig.data) == 0 and "no attention" in fig.layout.annotations[0].text
 

@@ -344,3 +344,24 @@ def test_a_student_who_joined_a_run_someone_paused_can_resume_it(small_config, s
     backend.cancel(first), backend.cancel(joined)
     first.trainer.join(30)
     assert first.trainer.status == "stopped"
+
+
+def test_a_lone_worker_training_uses_every_core_and_two_share_them(pool, small_config, shakespeare_char):
+    queue = JobQueue(2, cores=4)
+    first = queue.submit(RemoteTrainer(small_config, quick(max_iters=100_000, eval_interval=10_000), shakespeare_char,
+                                       pool.launch))
+    assert wait_for(lambda: first.threads == 4)  # torch's own count, read in the worker at each step
+    second = queue.submit(RemoteTrainer(small_config, quick(max_iters=100_000, eval_interval=10_000),
+                                        shakespeare_char, pool.launch))
+    assert wait_for(lambda: first.threads == 2 and second.threads == 2)
+    queue.cancel(first)
+    assert wait_for(lambda: second.threads == 4)  # the other one ended: all cores again
+    queue.cancel(second)
+    first.join(30), second.join(30)
+    assert first.status == second.status == "stopped" and queue.running == 0
+
+
+def test_worker_threads_sleep_while_they_wait_instead_of_spinning(pool):
+    """A spinning OpenMP thread takes the core its partner needs on a busy host (see jobs.TRAINING_ENV)."""
+    environ = open(f"/proc/{pool.pids[0]}/environ", "rb").read().split(b"\0")
+    assert b"OMP_WAIT_POLICY=PASSIVE" in environ

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -33,14 +34,92 @@ def grid_columns(n_head: int, T: int) -> int:
     return divisor if 2 * divisor >= fit else fit
 
 
+@dataclass(frozen=True)
+class GridLayout:
+    """Where every head sits in the grid's one heatmap: T x T tiles, layers down and heads across
+    (wrapping onto more rows when many), with empty cells between tiles (room for the tile titles).
+    Kept in the figure's layout.meta, so that a click on the grid maps back to a head (see grid_cell)."""
+
+    n_layer: int
+    n_head: int
+    T: int
+    cols: int
+    gap_x: int  # empty columns between two tiles
+    gap_y: int  # empty rows above each row of tiles but the first
+
+    @property
+    def per_layer(self) -> int:
+        return math.ceil(self.n_head / self.cols)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        rows = self.n_layer * self.per_layer
+        return rows * (self.T + self.gap_y) - self.gap_y, self.cols * (self.T + self.gap_x) - self.gap_x
+
+    def origin(self, layer: int, head: int) -> tuple[int, int]:
+        """(row, column) of the head's first query and first key in the heatmap."""
+        r, c = layer * self.per_layer + head // self.cols, head % self.cols
+        return r * (self.T + self.gap_y), c * (self.T + self.gap_x)
+
+    def cell(self, row: int, col: int) -> tuple[int, int, int, int] | None:
+        """(layer, head, query, key) of the heatmap's cell at (row, col); None between tiles or outside."""
+        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
+            return None
+        (r, query), (c, key) = divmod(row, self.T + self.gap_y), divmod(col, self.T + self.gap_x)
+        layer, head = r // self.per_layer, (r % self.per_layer) * self.cols + c
+        return (layer, head, query, key) if query < self.T and key < self.T and head < self.n_head else None
+
+
+def grid_cell(meta: dict, x, y) -> tuple[int, int, int, int] | None:
+    """(layer, head, query, key) of a click on attention_grid's figure: x and y as plotly reports a
+    point (category labels or positions); meta is the figure's layout.meta. None for a gap."""
+    try:
+        layout = GridLayout(**{k: int(v) for k, v in meta["grid"].items()})
+        xs, ys = _axis_labels(layout)
+
+        def position(v, labels):
+            return labels.index(v) if isinstance(v, str) and v in labels else int(round(float(v)))
+
+        return layout.cell(position(y, ys), position(x, xs))
+    except (TypeError, ValueError, KeyError, OverflowError):  # a click payload is untrusted: anything else is no cell
+        return None
+
+
+def grid_patterns(z, meta: dict) -> np.ndarray:
+    """The (n_layer, n_head, T, T) patterns back out of the grid's heatmap (what attention_grid was given)."""
+    layout = GridLayout(**meta["grid"])
+    z, T = np.asarray(z), layout.T
+    out = np.empty((layout.n_layer, layout.n_head, T, T), dtype=z.dtype)
+    for l in range(layout.n_layer):
+        for h in range(layout.n_head):
+            r, c = layout.origin(l, h)
+            out[l, h] = z[r:r + T, c:c + T]
+    return out
+
+
+def _axis_labels(layout: GridLayout) -> tuple[list[str], list[str]]:
+    """Category labels of the heatmap's columns and rows, read on hover ("L1 · query 5 → H2 · key 3").
+    Plotly merges equal categories: invisible zero-width spaces keep repeated ones apart."""
+    zw, step_x, step_y = "\u200b", layout.T + layout.gap_x, layout.T + layout.gap_y
+    one_row = layout.per_layer == 1
+    xs = [(f"H{i // step_x} · key {i % step_x}" if one_row else f"key {i % step_x}" + zw * (i // step_x))
+          if i % step_x < layout.T else zw + str(i) for i in range(layout.shape[1])]
+    ys = []
+    for i in range(layout.shape[0]):
+        r, q = divmod(i, step_y)
+        ys.append(f"L{r // layout.per_layer} · query {q}" + zw * (r % layout.per_layer) if q < layout.T
+                  else zw + str(i))
+    return xs, ys
+
+
 def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int, int], str] | None = None,
                    height: int | None = None) -> go.Figure:
     """Every head as one square tile on one 0..1 colour scale: layers down, heads across (wrapping if many).
 
-    patterns: (n_layer, n_head, T, T), e.g. analysis.attention_for(cache, n_layer). One heatmap trace per
-    head on numeric axes shared by a column or row of tiles (one x axis per column, one y axis per row, not
-    one pair per head). Token labels, the slowest part for the browser to draw, go on the first tile's
-    axes only (every k-th token when they do not all fit); hover a cell for its query and key positions.
+    patterns: (n_layer, n_head, T, T), e.g. analysis.attention_for(cache, n_layer). All heads are ONE
+    heatmap trace on one pair of axes, tiles side by side with empty cells between them: the browser draws
+    one image instead of a trace and axes per head (grid_cell maps a click back to a head, query and key).
+    Token labels go on the first tile's axes only (every k-th token when they do not all fit).
     detector_badges: optional text per (layer, head), e.g. {(0, 1): "previous token"}.
     """
     z = to_numpy(patterns)
@@ -53,48 +132,46 @@ def attention_grid(patterns, labels: list[str], detector_badges: dict[tuple[int,
     ticks = position_labels(labels)
     T = len(ticks)
     cols = grid_columns(n_head, T)
-    per_layer = math.ceil(n_head / cols)
-    rows = n_layer * per_layer
+    rows = n_layer * math.ceil(n_head / cols)
     gap_px = 12
     tile = (GRID_WIDTH - 80 - (cols - 1) * gap_px) / cols  # px wide
     # square tiles, unless the grid would not fit a screen: then flatter ones, down to MIN_CELL px a cell
     fit = (MAX_HEIGHT - 80 - rows * (TITLE_PX + gap_px)) / rows
     tile_h = max(min(tile, fit), min(tile, MIN_CELL * T))
-    plot_h = rows * tile_h + rows * TITLE_PX + (rows - 1) * gap_px
+    layout = GridLayout(n_layer, n_head, T, cols, gap_x=max(1, round(gap_px * T / tile)),
+                        gap_y=max(1, math.ceil((TITLE_PX + gap_px) * T / tile_h)))
+    H, W = layout.shape
+    grid = np.full((H, W), np.nan, dtype=np.float32)  # NaN: an empty cell between tiles, drawn as nothing
+    for l in range(n_layer):
+        for h in range(n_head):
+            r, c = layout.origin(l, h)
+            grid[r:r + T, c:c + T] = z[l, h]
+    xs, ys = _axis_labels(layout)
     every = max(1, math.ceil(TICK_PX * T / tile), math.ceil(T / MAX_LABELS))  # every k-th token: no overlap
     shown = list(range(0, T, every))
     # fixed angles and margins: plotly's automatic ones re-measure every label and tripled the draw time
-    tick = dict(tickmode="array", tickvals=shown, ticktext=[ticks[i] for i in shown], tickfont=dict(size=9),
-                showgrid=False, zeroline=False, range=[-0.5, T - 0.5], automargin=False)
-    width_frac, gap_frac = tile / (GRID_WIDTH - 80), gap_px / (GRID_WIDTH - 80)
-    data, titles, layout = [], [], {}
-    for c in range(cols):
-        x0 = c * (width_frac + gap_frac)
-        layout[f"xaxis{c + 1 if c else ''}"] = dict(domain=[x0, min(1.0, x0 + width_frac)], anchor=f"y{rows if rows > 1 else ''}",
-                                                    tickangle=-90, showticklabels=c == 0, **tick)
-    for r in range(rows):
-        top = 1 - r * (tile_h + TITLE_PX + gap_px) / plot_h - TITLE_PX / plot_h
-        layout[f"yaxis{r + 1 if r else ''}"] = dict(domain=[max(0.0, top - tile_h / plot_h), top], anchor="x",
-                                                    showticklabels=r == 0, tickangle=0,
-                                                    **{**tick, "range": [T - 0.5, -0.5]})  # first query on top
+    tick = dict(tickmode="array", tickfont=dict(size=9), showgrid=False, zeroline=False, automargin=False,
+                type="category")
+    titles = []
     for l in range(n_layer):
         for h in range(n_head):
-            r, c = l * per_layer + h // cols, h % cols
-            data.append(dict(type="heatmap", z=z[l, h], coloraxis="coloraxis", xaxis=f"x{c + 1 if c else ''}",
-                             yaxis=f"y{r + 1 if r else ''}",
-                             hovertemplate=f"query %{{y}} → key %{{x}}: %{{z:.2f}}<extra>L{l} H{h}</extra>"))
-            x_mid = c * (width_frac + gap_frac) + width_frac / 2
-            y_top = 1 - r * (tile_h + TITLE_PX + gap_px) / plot_h - TITLE_PX / plot_h
+            r, c = layout.origin(l, h)
             titles.append(dict(text=f"L{l} H{h}" + (f" · {esc(badges[(l, h)])}" if (l, h) in badges else ""),
-                               x=x_mid, y=y_top, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
-                               showarrow=False, font=dict(size=11)))
-    layout.update(
-        annotations=titles,
+                               x=(c + T / 2) / W, y=1 - r / H, xref="paper", yref="paper", xanchor="center",
+                               yanchor="bottom", showarrow=False, font=dict(size=11)))
+    plot_h = H * tile_h / T
+    trace = dict(type="heatmap", z=grid, x=xs, y=ys, coloraxis="coloraxis", hoverongaps=False,
+                 hovertemplate="%{y} → %{x}: %{z:.2f}<extra></extra>")
+    return figure([trace], dict(
+        annotations=titles, meta={"grid": asdict(layout)},
+        xaxis=dict(tickvals=[xs[i] for i in shown], ticktext=[ticks[i] for i in shown], tickangle=-90,
+                   range=[-0.5, W - 0.5], **tick),
+        yaxis=dict(tickvals=[ys[i] for i in shown], ticktext=[ticks[i] for i in shown], tickangle=0,
+                   range=[H - 0.5, -0.5], **tick),  # first query on top
         coloraxis=dict(colorscale=SEQUENTIAL, cmin=0, cmax=1, colorbar=dict(title=dict(text="weight"), thickness=12,
                                                                              len=min(1.0, 400 / plot_h))),
-        height=height or round(plot_h + 80), margin=dict(l=70, r=10, t=10, b=70),
-    )
-    return figure(data, layout)
+        height=height or round(plot_h + 80 + TITLE_PX), margin=dict(l=70, r=10, t=10 + TITLE_PX, b=70),
+    ))
 
 
 def attention_head_chart(pattern, labels: list[str], query: int | None = None, key: int | None = None,

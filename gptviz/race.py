@@ -6,7 +6,7 @@ Each run is a fresh process (imports, data and model set-up count), timed from i
 printed evaluation with val loss <= 2.0, then ended. Runs alternate (gptviz, nanoGPT, gptviz, ...) so
 that a busy moment of a shared host hits both; medians are reported. nanoGPT is either a checkout the
 user points at (its own train.py, run on a copy in a temporary folder with tiny Shakespeare written in
-its format) or, without one, the in-repo model of its structure (bench.NanoGPT) trained with its CPU
+its format) or, without one, the in-repo model of its structure (references.NanoGPT) trained with its CPU
 recipe (README: batch 12, lr 1e-3, 100 warm-up steps, cosine to 1e-4 over 2,000 steps). Both evaluate
 every EVAL_INTERVAL steps on 20 batches, as nanoGPT's documented CPU run does.
 
@@ -61,7 +61,7 @@ def run_nanogpt_recipe(max_iters: int = 2000, warmup: int = 100, lr: float = 1e-
     """nanoGPT's CPU recipe on the in-repo model of its structure (no nanoGPT checkout needed)."""
     import torch
 
-    from .bench import BABY, BATCH, NanoGPT
+    from .references import BABY, BATCH, NanoGPT
     from .data import TokenData, corpus_text
 
     data = TokenData.from_text(corpus_text("tinyshakespeare"), "char")

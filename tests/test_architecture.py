@@ -11,7 +11,6 @@ MAX_FUNCTION_LINES = 60
 TOO_LONG_FOR_NOW = {
     "gptviz/tokenizers.py:train_bpe": "being split in issue 22",
     "gptviz/viz/training.py:loss_chart": "being split in issue 22",
-    "gptviz/viz/attention.py:attention_grid": "being split in issue 22",
 }
 
 

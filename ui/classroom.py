@@ -394,6 +394,7 @@ def token_question(tok, raw, model_key: str | None, prompt: str) -> bool:
         if mine is not None:
             st.info(f"Your guess: `{shown(mine)}`. Now compare it with the bars; the teacher will reveal what the "
                     "class guessed.", icon="❓")
+            _await_reveal(s.code, q.id)
             return False
         st.markdown(f"**❓ Predict first: which token comes next after …{_tail(q.prompt)}?**")
         c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="bottom")
@@ -419,8 +420,25 @@ def _teacher_controls(s: Seat, q, ask_label: str, on_ask, args: tuple):
               help="Opens the question for the class and pushes this page, model and prompt to the followers.")
     if q is None:
         return
-    c2.markdown(f"**{len(q.answers)}** of {len(room().students(s.code))} answered")
+    with c2:
+        _answered(s.code, q.id)
     c3.button("Reveal", key=K.REVEAL, on_click=reveal, args=(q.id,), disabled=q.revealed, type="primary")
+
+
+@st.fragment(run_every=REFRESH_S)
+def _answered(code: str, question: int):
+    """The teacher's count of answers, live."""
+    q = room().question(code) if room().find(code) else None
+    if q is not None and q.id == question:
+        st.markdown(f"**{len(q.answers)}** of {len(room().students(code))} answered")
+
+
+@st.fragment(run_every=REFRESH_S)
+def _await_reveal(code: str, question: int):
+    """A student who has answered waits for the reveal: it redraws the page when it comes."""
+    q = room().question(code) if room().find(code) else None
+    if q is None or q.id != question or q.revealed:
+        st.rerun(scope="app")
 
 
 def head_counts(q) -> list[list[int]]:
@@ -454,10 +472,10 @@ def head_question(n_layer: int, n_head: int, scores, model_key: str | None, prom
                         f"`{cr.head_label(*mine) if mine else 'none'}`")
             _chart(viz.head_reveal_chart(head_counts(q), q.scores, mine=mine))
             return
-        _head_picker(q, mine)
+        _head_picker(s, q, mine)
 
 
-def _head_picker(q, mine):
+def _head_picker(s: Seat, q, mine):
     n_layer, n_head = q.grid
     st.markdown("**❓ Which head is the previous-token head?** Look at the grid above, then click a cell here "
                 "(or pick a layer and a head).")
@@ -469,3 +487,4 @@ def _head_picker(q, mine):
     c3.button("Submit", key=K.SUBMIT, on_click=submit_head, args=(q.id,), type="primary")
     if mine is not None:
         st.caption(f"Your pick: {cr.head_label(*mine)} (you can change it until the teacher reveals).")
+        _await_reveal(s.code, q.id)

@@ -183,6 +183,8 @@ def test_follow_me_applies_the_teachers_page_prompt_and_head_without_touching_th
     student.run()
     assert room().following(code).head == 1 and student.session_state[state.Attention.HEAD] == 3
     assert [t.value for t in student.title] == ["Class"]  # AppTest reruns its own page: no switch this time
+    student.sidebar.toggle(key=K.FOLLOW).set_value(True).run()  # on again: back to the teacher's view
+    assert student.session_state[state.Attention.HEAD] == 1 and [t.value for t in student.title] == ["Attention"]
 
 
 def test_predict_then_reveal_a_token(teacher):

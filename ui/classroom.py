@@ -37,6 +37,7 @@ class Seat:
     name: str
     secret: str | None = None
     applied: int = 0  # the last pushed version this tab applied
+    follow: bool = True  # the sidebar's Follow the teacher (kept here: a page switch or reload keeps it)
     posted: dict = field(default_factory=dict)  # run id -> board entry id (None: not on the board)
     answers: dict = field(default_factory=dict)  # question id -> this student's answer
 
@@ -223,7 +224,7 @@ def follow_teacher(page: str):
     student's own runs and settings stay as they are."""
     from_link()
     s = seat()
-    if s is None or s.secret is not None or not st.session_state.get(K.FOLLOW, True):
+    if s is None or s.secret is not None or not s.follow:
         return
     f = room().following(s.code)
     if f.version <= s.applied:
@@ -257,12 +258,16 @@ def sidebar(page: str):
                                                       "save the run to push its model."))
         return
     box.markdown(f"🏫 **Class {spaced(s.code)}** · {s.name}")
-    st.session_state.setdefault(K.FOLLOW, True)
-    on = box.toggle("Follow the teacher", key=K.FOLLOW, help="Open what the teacher pushes. Your runs and "
-                    "settings stay; switch off to explore alone.")
-    if on:
+    st.session_state[K.FOLLOW] = s.follow
+    box.toggle("Follow the teacher", key=K.FOLLOW, on_change=_follow_changed, args=(s,),
+               help="Open what the teacher pushes. Your runs and settings stay; switch off to explore alone.")
+    if s.follow:
         with st.sidebar:
             _watch(s)
+
+
+def _follow_changed(s: Seat):
+    s.follow = bool(st.session_state[K.FOLLOW])  # on again: the teacher's latest push applies at once
 
 
 @st.fragment(run_every=REFRESH_S)

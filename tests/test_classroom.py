@@ -219,7 +219,7 @@ def test_figures(room):
     for student, heads, loss in [("ann", 1, 2.5), ("bob", 1, 2.4), ("cy", 4, 2.2)]:
         c.post(code, student, student.title(), run(n_head=heads), loss, 10, 1)
     fig = valid(board_chart(cr.group_by(c.board(code), "n_head"), "n_head"))
-    points, means = fig.data
+    means, points = fig.data
     assert list(points.x) == ["1", "1", "4"] and list(points.y) == [2.5, 2.4, 2.2]
     assert list(means.x) == ["1", "4"] and list(means.y) == pytest.approx([2.45, 2.2])
     assert list(means.error_y.array) == pytest.approx([0.05, 0.0])

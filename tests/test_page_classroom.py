@@ -128,7 +128,7 @@ def test_finished_runs_go_to_the_board_grouped_and_the_teacher_can_hide_clear_an
     assert board[1].val_loss == pytest.approx(run.trainer.history["val_loss"][-1])
     teacher.run()
     chart = json.loads(teacher.get("plotly_chart")[0].proto.spec)
-    points, means = chart["data"]
+    means, points = chart["data"]
     assert points["x"] == ["1", "4"] and means["x"] == ["1", "4"]
     groups = frame(teacher, "mean val loss")
     assert list(groups["n_head"]) == ["1", "4"] and list(groups["runs"]) == [1, 1]
@@ -244,3 +244,19 @@ def test_a_click_on_the_head_grid_is_read_as_layer_and_head():
     assert head_of_click({"selection": {"cell": {"layer": "2", "head": "0"}}}) == (2, 0)
     assert head_of_click({"selection": {"cell": []}}) is None and head_of_click(None) is None
     assert head_of_click({"selection": {"cell": [{"layer": "x"}]}}) is None
+
+
+def test_a_follower_on_the_train_page_gets_a_link_instead_of_being_moved(teacher):
+    code = seat(teacher).code
+    student = join(code, "Ann")
+    student.query_params["train_n_head"] = "2"  # the Train page binds its sliders to its link
+    student.switch_page("pages/train.py").run()
+    teacher.switch_page("pages/attention.py").run()
+    teacher.selectbox(key=state.Attention.HEAD).set_value(3).run()
+    teacher.sidebar.button(key=K.PUSH).click().run()
+    student.run()
+    assert not student.exception, student.exception
+    assert [t.value for t in student.title] == ["Train"] and seat(student).pending == ("attention", 1)
+    assert any("Open the teacher" in str(link.proto) for link in student.sidebar.get("page_link"))
+    student.switch_page("pages/attention.py").run()  # the student opens it
+    assert student.selectbox(key=state.Attention.HEAD).value == 3 and seat(student).pending is None

@@ -50,9 +50,10 @@ def join(page, url: str, code: str, name: str):
     wait_idle(page)
 
 
-def train(page, url: str, n_head: int, seed: int = 1337, timeout_ms: int = 300_000):
+def train(page, url: str, n_head: int, seed: int = 1337, timeout_ms: int = 300_000, iters: int = 40):
     """A tiny run from a Train link; waits until it has finished (and so is on the board)."""
-    query = "&".join(f"{k}={v}" for k, v in {**TINY, "train_n_head": n_head, "train_seed": seed}.items())
+    settings = {**TINY, "train_n_head": n_head, "train_seed": seed, "train_max_iters": iters}
+    query = "&".join(f"{k}={v}" for k, v in settings.items())
     page.goto(f"{url}/train?{query}")
     wait_idle(page)
     page.get_by_role("button", name="Train", exact=True).click()
@@ -128,7 +129,7 @@ def shots(page, out: Path, name: str, top: str):
         page.screenshot(path=str(out / f"{name}-{w}x{h}.png"))
 
 
-def lesson(browser, url: str, out: Path, students: int):
+def lesson(browser, url: str, out: Path, students: int, iters: int):
     teacher = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
     code = start_class(teacher, url)
     pupils = []
@@ -136,7 +137,9 @@ def lesson(browser, url: str, out: Path, students: int):
     for i, n_head in enumerate(heads):
         p = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
         join(p, url, code, ["Ada", "Ben", "Chen", "Dee", "Eli", "Fay", "Gus", "Hana"][i])
-        train(p, url, n_head, seed=1337 + i)
+        train(p, url, n_head, seed=1337 + i, iters=iters)
+        p.goto(f"{url}/classroom")  # off the Train page, whose link-bound sliders a push cannot leave
+        wait_idle(p)
         pupils.append(p)
     teacher.get_by_text(f"The class board · {len(heads)} runs").wait_for(timeout=30_000)
     wait_idle(teacher)
@@ -153,12 +156,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "docs"))
     p.add_argument("--students", type=int, default=4)
+    p.add_argument("--iters", type=int, default=200, help="training steps of each student's run")
     args = p.parse_args(argv)
     server = Server()
     try:
         with sync_playwright() as pw:
             browser = launch(pw)
-            lesson(browser, server.url, Path(args.out), args.students)
+            lesson(browser, server.url, Path(args.out), args.students, args.iters)
             browser.close()
     finally:
         server.stop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from gptviz import classroom as cr
 from gptviz import viz
@@ -19,6 +20,7 @@ from gptviz.classroom import Classroom, ClassroomError
 from gptviz.train import Status
 
 from . import models, state
+from .common import keep
 from .state import Attention, HeadSteps
 from .state import Classroom as K
 
@@ -38,6 +40,7 @@ class Seat:
     secret: str | None = None
     applied: int = 0  # the last pushed version this tab applied
     follow: bool = True  # the sidebar's Follow the teacher (kept here: a page switch or reload keeps it)
+    pending: tuple | None = None  # (page, version) of a push this page could not follow by itself (Train)
     posted: dict = field(default_factory=dict)  # run id -> board entry id (None: not on the board)
     answers: dict = field(default_factory=dict)  # question id -> this student's answer
 
@@ -227,9 +230,8 @@ def follow_teacher(page: str):
     if s is None or s.secret is not None or not s.follow:
         return
     f = room().following(s.code)
-    if f.version <= s.applied:
-        return
-    s.applied = f.version
+    if f.version <= s.applied or (s.pending == (f.page, f.version) and page != f.page):
+        return  # nothing new, or it waits for the student to open the teacher's page (the sidebar's link)
     if f.model is not None and f.model in models.choices():
         st.session_state[state.MODEL] = f.model
     if f.prompt:
@@ -237,8 +239,12 @@ def follow_teacher(page: str):
     for key, name in FOLLOWED:
         if getattr(f, name) is not None:
             st.session_state[key] = getattr(f, name)
+    s.applied, s.pending = f.version, None
     if f.page is not None and f.page != page:
-        st.switch_page(f"pages/{f.page}.py")
+        try:
+            st.switch_page(f"pages/{f.page}.py")
+        except StreamlitAPIException:  # the Train page's sliders are bound to its link: it cannot be left so;
+            s.applied, s.pending = f.version - 1, (f.page, f.version)  # applied again once the student opens it
 
 
 def sidebar(page: str):
@@ -258,6 +264,8 @@ def sidebar(page: str):
                                                       "save the run to push its model."))
         return
     box.markdown(f"🏫 **Class {spaced(s.code)}** · {s.name}")
+    if s.pending is not None and s.follow:
+        box.page_link(f"pages/{s.pending[0]}.py", label="Open the teacher's page", icon="📣")
     st.session_state[K.FOLLOW] = s.follow
     box.toggle("Follow the teacher", key=K.FOLLOW, on_change=_follow_changed, args=(s,),
                help="Open what the teacher pushes. Your runs and settings stay; switch off to explore alone.")
@@ -273,7 +281,8 @@ def _follow_changed(s: Seat):
 @st.fragment(run_every=REFRESH_S)
 def _watch(s: Seat):
     """A follower looks for a new push every second; a new one reruns the whole app, which applies it."""
-    if room().find(s.code) is not None and room().following(s.code).version > s.applied:
+    version = room().following(s.code).version if room().find(s.code) is not None else 0
+    if version > s.applied and (s.pending is None or version > s.pending[1]):
         st.rerun(scope="app")
 
 
@@ -487,6 +496,8 @@ def _head_picker(s: Seat, q, mine):
     st.vega_lite_chart(viz.head_picker_spec(n_layer, n_head, mine), on_select=lambda: on_grid_click(q.id),
                        selection_mode="cell", key=K.GRID_PICK, theme=None)
     c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    keep(K.LAYER, lambda v: v in range(n_layer), 0)  # a question about a smaller model than the last one
+    keep(K.HEAD, lambda v: v in range(n_head), 0)
     c1.selectbox("Layer", list(range(n_layer)), format_func=lambda i: f"layer {i}", key=K.LAYER)
     c2.selectbox("Head", list(range(n_head)), format_func=lambda i: f"head {i}", key=K.HEAD)
     c3.button("Submit", key=K.SUBMIT, on_click=submit_head, args=(q.id,), type="primary")

@@ -23,7 +23,7 @@ def board_chart(groups: list, label: str, fmt=str, height: int = 380) -> go.Figu
                  error_y=dict(type="data", array=[g.spread for g in groups], visible=True, color=ORANGE),
                  hovertemplate="mean %{y:.3f} (%{text})<extra></extra>",
                  line=dict(color=ORANGE, width=3), marker=dict(color=ORANGE, size=12, symbol="diamond"))
-    return figure([runs, means], dict(
+    return figure([means, runs], dict(  # the runs' points drawn over the means' line
         title=dict(text=f"Final val loss by {esc(label)}"), height=height, margin=dict(l=60, r=20, t=50, b=50),
         xaxis=dict(title=dict(text=esc(label)), type="category", categoryorder="array", categoryarray=xs),
         yaxis=dict(title=dict(text="val loss (lower is better)")),

@@ -33,18 +33,19 @@ def test_a_lesson_with_a_board_follow_me_and_a_question(browser, server):
         assert groups.get_by_text("mean val loss").count() == 1
         board = teacher.locator("[data-testid=stPlotlyChart] .js-plotly-plot").first
         xs = board.evaluate("el => el.data.map(t => t.x)")
-        assert xs[0] == ["1", "4"] and xs[1] == ["1", "4"]  # a point per run, the group means joined
+        assert xs[0] == ["1", "4"] and xs[1] == ["1", "4"]  # the group means joined, a point per run
         assert teacher.get_by_text(re.compile("n_head 1 → 4")).count() == 1  # the verdict for the setting
         screenshot(teacher, "class-board")
 
-        # follow me: the teacher opens Attention, picks head 2 and pushes; both students land there
-        for student in (ann, bob):
-            student.goto(f"{server.url}/classroom")
-            wait_idle(student)
+        # follow me: the teacher opens Attention, picks head 2 and pushes. Ann (on the Class page) is taken
+        # there; Bob stays on Train, whose sliders live in its link, and gets a link to the teacher's page
+        ann.goto(f"{server.url}/classroom")
+        wait_idle(ann)
         goto(teacher, "Attention", "Attention")
         pick(teacher, "Head", "head 2")
         assert head_picked(teacher) == "head 2"
         push(teacher)
+        bob.get_by_role("link", name="Open the teacher's page").click(timeout=15_000)
         for student in (ann, bob):
             student.locator("h1").filter(has_text="Attention").first.wait_for(timeout=15_000)
             wait_idle(student)

@@ -225,7 +225,7 @@ def test_figures(room):
     assert list(means.error_y.array) == pytest.approx([0.05, 0.0])
     fig = valid(token_reveal_chart([("e", 0.6), (" ", 0.3)], {"e": 1, "q": 3}, mine="q"))
     guessed, said = fig.data
-    assert list(guessed.y) == list(said.y) == ["e", " ", "q"]
+    assert list(guessed.y) == list(said.y) == ["e", "␣", "q"]  # whitespace made visible
     assert list(guessed.x) == [0.25, 0.0, 0.75] and list(said.x) == [0.6, 0.3, 0.0]
     assert list(guessed.marker.color)[2] != list(guessed.marker.color)[0]  # the student's own guess stands out
     fig = valid(head_reveal_chart([[0, 2], [1, 0]], [[0.1, 0.9], [0.2, 0.0]], mine=(0, 1)))

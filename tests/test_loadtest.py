@@ -92,5 +92,7 @@ def test_a_class_with_the_board_open_and_a_follower(class_run):
     assert class_run["actions"]["push to the class"]["n"] >= 2
     assert class_run["roles"]["board"]["n"] >= 5  # the board's 1-second refresh, polled as a browser does
     assert class_run["roles"]["follow"]["n"] >= 3  # the follower's 1-second check between interactions
+    applied = class_run["roles"]["follow-applied"]  # a check that found a push reran the follower's page
+    assert applied["n"] >= 1 and 0 < applied["p50"] < 20
     assert class_run["roles"]["inspect"]["n"] >= 3
     assert class_run["exceptions"] == {} and class_run["server_log_errors"] == []

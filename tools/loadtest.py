@@ -111,6 +111,8 @@ class Session:
         self.error_alerts: Counter = Counter()  # st.error messages shown to the student
         self.texts: deque = deque(maxlen=400)  # progress texts and alerts, newest last
         self.max_step = 0  # the highest training step seen in a progress bar
+        self.due: dict[str, float] = {}  # fragment_id -> when its run_every timer fires next
+        self.full_runs = 0  # whole-app runs seen (a follower's check that found a push starts one)
         self.runs_started = 0  # Train clicks
         self.inspect_page = ""  # where an inspecting student works
         self._waiter: asyncio.Future | None = None
@@ -162,6 +164,7 @@ class Session:
         if kind == "new_session":
             self._started = True
             if not msg.metadata.run.fragment_ids:  # a full run: the browser drops its timers, redraws all
+                self.full_runs += 1
                 self.auto_reruns.clear()
                 self._seen = set()
         elif kind == "navigation":
@@ -354,17 +357,20 @@ async def inspecting_student(s: Session, page: str, rng: random.Random, deadline
 
 async def poll_live_view(s: Session, deadline: float, role: str = "train-live"):
     """Honour the server's run_every timers as a browser does, one request in flight, until none is left."""
-    due = {}
+    due = s.due  # the tab's timers keep their beat across calls, as setInterval does in a browser
     while s.auto_reruns and time.monotonic() < deadline:
         now = time.monotonic()
-        due = {fid: due.get(fid, now + interval) for fid, interval in s.auto_reruns.items()}
+        due = s.due = {fid: due.get(fid, now + interval) for fid, interval in s.auto_reruns.items()}
         fid = min(due, key=due.get)
         await asyncio.sleep(max(0.0, due[fid] - time.monotonic()))
         if time.monotonic() >= deadline:
             break
         action = f"fragment run_every={s.auto_reruns.get(fid, 0):g}s"  # live view 0.5 s, sidebar status 2 s
+        full_runs = s.full_runs
         if not await guarded(s, role, action, lambda: s.rerun(fragment_id=fid, auto=True)):
             return
+        if role == "follow" and s.full_runs > full_runs and PUSHED[0]:  # the check found a push and applied it
+            s.record("follow-applied", "teacher's push → applied on a follower", time.perf_counter() - PUSHED[0])
         # setInterval keeps its beat; ticks missed while a run was slow are not made up
         due[fid] = max(due[fid] + s.auto_reruns.get(fid, 1.0), time.monotonic())
 
@@ -400,11 +406,13 @@ async def training_student(s: Session, rng: random.Random, deadline: float, sett
 
 # --- a class: the teacher, joining, the board ------------------------------------------------------------
 
+PUSHED = [0.0]  # perf_counter() when the teacher's latest push was sent (one class per load test)
 CLASS_CODE = re.compile(r"Class code: `([A-Z2-9]{3}) ([A-Z2-9]{3})`")
 
 
 async def start_class(ws_url: str, timeout: float) -> tuple[Session, str]:
     """The teacher's tab opens the Class page and starts a class; returns the tab and the code."""
+    PUSHED[0] = 0.0
     t = Session("teacher", "teacher", ws_url, timeout)
     await t.open()
     await t.goto("classroom")
@@ -439,8 +447,10 @@ async def _push_heads(t: Session, rng: random.Random, deadline: float, every: fl
         value = t.new_value("attention_head", rng)
         if value is not None and not await guarded(t, "teacher", "pick a head", lambda: t.change("attention_head", value)):
             return
+        sent = time.perf_counter()
         if not await guarded(t, "teacher", "push to the class", lambda: t.change("classroom_push")):
             return
+        PUSHED[0] = sent
 
 
 async def board_viewer(s: Session, deadline: float):
@@ -672,7 +682,8 @@ def report(args, sessions: list[Session], sampler: MemorySampler | None, server_
     print(f"\ngptviz load test: {len(sessions)} sessions ({len(trainers)} training), {args.seconds:g} s, "
           f"{os.cpu_count()} CPUs, wall {wall:.0f} s")
     print(f"{'role':<36}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  sessions timeouts   (seconds)")
-    for role in ("open", "inspect", "train", "train-live", "train-done", "board", "follow", "teacher"):
+    for role in ("open", "inspect", "train", "train-live", "train-done", "board", "follow", "follow-applied",
+                 "teacher"):
         if role in result["roles"]:
             st = result["roles"][role]
             print(row(role, st, f"  {st['sessions']:>8}{st['timeouts']:>9}"))

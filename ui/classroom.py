@@ -17,6 +17,7 @@ from streamlit.errors import StreamlitAPIException
 from gptviz import classroom as cr
 from gptviz import viz
 from gptviz.classroom import Classroom, ClassroomError
+from gptviz.tokenizers import visible
 from gptviz.train import Status
 
 from . import models, state
@@ -381,7 +382,7 @@ def top_choices(tok, probs, k: int = cr.MAX_CHOICES) -> list[tuple[str, float]]:
 
 
 def shown(answer: str) -> str:
-    return repr(answer)  # a space or a newline must be visible
+    return visible(answer)  # a space or a newline must be visible: ␣, ⏎
 
 
 def token_question(tok, raw, model_key: str | None, prompt: str) -> bool:

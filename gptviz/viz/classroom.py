@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from ..tokenizers import visible
 from .style import BLUE, GREY, ORANGE, SEQUENTIAL, VERMILION, esc, figure
 
 
@@ -41,7 +42,7 @@ def token_reveal_chart(choices: list[tuple[str, float]], counts: dict, mine: str
     if mine is not None and mine not in rows:
         rows.append(mine)
     colour = [VERMILION if lab == mine else None for lab in rows]
-    names = [esc(repr(lab)[1:-1]) for lab in rows]  # a newline shows as \n, a space as ' '
+    names = [esc(visible(lab)) for lab in rows]  # a space shows as ␣, a newline as ⏎
     shared = dict(type="bar", orientation="h", y=names, textposition="auto", cliponaxis=False)
     guessed = dict(shared, name="the class guessed", x=[counts.get(lab, 0) / total for lab in rows], xaxis="x",
                    text=[str(counts.get(lab, 0)) for lab in rows],

@@ -234,7 +234,9 @@ def follow_teacher(page: str):
     if f.version <= s.applied or (s.pending == (f.page, f.version) and page != f.page):
         return  # nothing new, or it waits for the student to open the teacher's page (the sidebar's link)
     if f.model is not None and f.model in models.choices():
-        st.session_state[state.MODEL] = f.model
+        st.session_state[state.MODEL] = state.tab().model = f.model  # the tab's too: a reload keeps it
+        for run in state.runs().values():  # the push wins over the picker's switch to a run just finished
+            run.announced = run.announced or run.trainer.done
     if f.prompt:
         state.put(state.PROMPT, f.prompt)
     for key, name in FOLLOWED:

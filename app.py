@@ -5,7 +5,7 @@
 
 import streamlit as st
 
-from ui import lesson, models, state, store, training
+from ui import classroom, lesson, models, state, store, training
 from ui.entry import running_app
 
 st.set_page_config(page_title="gptviz", page_icon="🔎", layout="wide")
@@ -16,6 +16,7 @@ pages = st.navigation({
     "Learn": [
         st.Page("pages/lesson.py", title="Lesson", icon="🎓", default=True),
         st.Page("pages/averaging.py", title="The averaging trick", icon="➗"),
+        st.Page("pages/classroom.py", title="Class", icon="🏫"),
     ],
     "Build": [
         st.Page("pages/data.py", title="Data & tokens", icon="🔤"),
@@ -33,7 +34,9 @@ pages = st.navigation({
 })
 
 # Shared widgets come after st.navigation: created before it, their first change is lost.
+classroom.follow_teacher(classroom.page_name(pages))  # before the picker: a push may set the model
 models.picker()
+classroom.sidebar(classroom.page_name(pages))
 training.sidebar_status()
 lesson.projector_switch()
 store.remember_tab()  # last in the sidebar: its empty element leaves no gap between the widgets

@@ -39,6 +39,7 @@ class Tab:
     runs: dict = field(default_factory=dict)  # run id -> ui.state.Run
     uploads: dict = field(default_factory=dict)  # name -> Checkpoint opened from the student's own file
     model: str | None = None  # the picker's key of the model it inspects
+    seat: object = None  # ui.classroom.Seat: the class this tab joined or teaches (a reload keeps it)
 
     def empty(self) -> bool:
         return not self.runs and not self.uploads

@@ -5,7 +5,7 @@ import html
 import streamlit as st
 
 from gptviz import analysis, detectors, viz
-from ui import state
+from ui import classroom, state
 from ui.attention import follow_newest, generate_tokens, on_cell_click, own_generated, repeat_prompt
 from ui.common import (capture, clamp, fit_prompt, head_scores, inspected, intro, keep, last_figure,
                        prompt_ids)
@@ -177,6 +177,8 @@ def main():
     view = (entry.key, identity(model), tuple(ids))  # what every figure below depends on, besides its own pickers
     scores = head_scores(entry)
     every_head(entry, patterns, labels, view, scores)
+    classroom.head_question(model.config.n_layer, model.config.n_head, scores["previous_token"],
+                            state.get(state.MODEL), state.get(state.PROMPT))  # in a class: predict, then reveal
     detector_table(model.config, scores)
     head_up_close(patterns, labels, view)
     phase_change(entry)

@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from gptviz import generate, viz
-from ui import state
+from ui import classroom, state
 from ui.state import NextToken
 from ui.common import capture, inspected, intro, prompt_ids, student_errors
 from ui.entry import require_app
@@ -146,6 +146,8 @@ def main():
         probs = generate.next_token_probs(last, **settings)
     raw = generate.next_token_probs(last)  # temperature 1, nothing cut: what the model itself says
     serve_request(what, entry, ids, settings, settings_text, seed)
+    if classroom.token_question(tok, raw, state.get(state.MODEL), state.get(state.PROMPT)):
+        return  # in a class, a student guesses before the bars show
 
     summary(tok, probs, raw, vocab)
     bars_and_buttons(tok, probs, raw, settings_text, state.get(state.PROMPT))

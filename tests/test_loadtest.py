@@ -76,3 +76,26 @@ def test_training_capacity_is_measured(small_run):
     assert finished >= 1 and c["finished_per_minute"] == pytest.approx(finished / 0.5)  # 15 s + 15 s of grace
     assert c["click_to_model"]["n"] == finished and 0 < c["click_to_model"]["p50"] <= c["click_to_model"]["p95"]
     assert isinstance(c["server_alone_rss_peak_mb"], float) and c["server_alone_rss_peak_mb"] > 0  # reported
+
+
+
+@pytest.fixture(scope="module")
+def class_run():
+    args = loadtest.parse_args(["--sessions", "3", "--trainers", "1", "--class-board", "1", "--push-every", "4",
+                                "--seconds", "15", "--ramp", "1", "--train-iters", "40", "--timeout", "20"])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, loadtest.amain(args)).result()
+
+
+def test_a_class_with_the_board_open_and_a_follower(class_run):
+    roles = {s["role"]: s for s in class_run["per_session"]}
+    assert set(roles) == {"teacher", "train", "board", "inspect"}
+    assert all(not s["problems"] and s["timeouts"] == 0 for s in class_run["per_session"]), class_run["problems"]
+    assert class_run["actions"]["join the class"]["n"] == 3  # every student joined with the teacher's code
+    assert class_run["actions"]["push to the class"]["n"] >= 2
+    assert class_run["roles"]["board"]["n"] >= 5  # the board's 1-second refresh, polled as a browser does
+    assert class_run["roles"]["follow"]["n"] >= 3  # the follower's 1-second check between interactions
+    applied = class_run["roles"]["follow-applied"]  # a check that found a push reran the follower's page
+    assert applied["n"] >= 1 and 0 < applied["p50"] <= applied["p95"]
+    assert class_run["roles"]["inspect"]["n"] >= 3
+    assert class_run["exceptions"] == {} and class_run["server_log_errors"] == []

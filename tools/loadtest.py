@@ -12,6 +12,12 @@ hashes of cached messages) and reads the ForwardMsgs it gets back, minus renderi
 * Training students set a small model on "Train", press Train, then poll the live view the way a
   browser does (it honours the server's st.fragment(run_every=...) timers), and train again when done.
 
+* With --class-board N the whole class is in a class (the Class page): a teacher session starts it and
+  pushes a head on the Attention page every --push-every seconds; every student joins with the code;
+  N students keep the class board open (its 1-second refresh, follow switched off); the inspecting
+  students follow the teacher (the sidebar's 1-second check) between their interactions; the trainers'
+  finished runs go to the board.
+
 Latency is the time from sending a rerun to receiving its script_finished: what a student waits
 before the page has settled. The tool also samples the server's resident memory every 0.5 s.
 Everything runs on 127.0.0.1, for a bounded time, and stops by itself.
@@ -105,6 +111,8 @@ class Session:
         self.error_alerts: Counter = Counter()  # st.error messages shown to the student
         self.texts: deque = deque(maxlen=400)  # progress texts and alerts, newest last
         self.max_step = 0  # the highest training step seen in a progress bar
+        self.due: dict[str, float] = {}  # fragment_id -> when its run_every timer fires next
+        self.full_runs = 0  # whole-app runs seen (a follower's check that found a push starts one)
         self.runs_started = 0  # Train clicks
         self.inspect_page = ""  # where an inspecting student works
         self._waiter: asyncio.Future | None = None
@@ -156,6 +164,7 @@ class Session:
         if kind == "new_session":
             self._started = True
             if not msg.metadata.run.fragment_ids:  # a full run: the browser drops its timers, redraws all
+                self.full_runs += 1
                 self.auto_reruns.clear()
                 self._seen = set()
         elif kind == "navigation":
@@ -237,6 +246,10 @@ class Session:
             raise KeyError(f"no page {page!r} (pages: {sorted(self.pages)})")
         self.record("open", f"go to {page}", await self.rerun(page_hash=self.pages[page]))
 
+    def markdown(self) -> list[str]:
+        """The markdown texts on screen."""
+        return [el.markdown.body for el, _ in self.elements.values() if el.WhichOneof("type") == "markdown"]
+
     def find(self, key: str) -> Widget | None:
         """The widget whose id ends with its user key (Streamlit ids look like $$ID-<hash>-<key>)."""
         for el, fragment_id in self.elements.values():
@@ -314,14 +327,22 @@ async def guarded(s: Session, role: str, action: str, make_request) -> bool:
     return True
 
 
-async def inspecting_student(s: Session, page: str, rng: random.Random, deadline: float, max_actions: int):
-    await s.open()
+async def inspecting_student(s: Session, page: str, rng: random.Random, deadline: float, max_actions: int,
+                             follow: bool = False, opened: bool = False):
+    if not opened:
+        await s.open()
     await s.goto(page)
-    actions = ACTIONS.get(page, [])
     for _ in range(max_actions):
-        await asyncio.sleep(rng.uniform(1.0, 2.0))  # think time, jittered so tabs do not act in lockstep
+        think = rng.uniform(1.0, 2.0)  # think time, jittered so tabs do not act in lockstep
+        if follow:  # the sidebar checks for the teacher's push meanwhile (and may switch the page)
+            end = min(deadline, time.monotonic() + think)
+            await poll_live_view(s, end, role="follow")
+            await asyncio.sleep(max(0.0, end - time.monotonic()))
+        else:
+            await asyncio.sleep(think)
         if time.monotonic() >= deadline:
             break
+        actions = ACTIONS.get(s.page, ACTIONS.get(page, []))  # a push may have moved the student
         present = [(w, k) for w, k in actions if s.find(k) is not None]
         if not present:  # the page shows none of its widgets (an error or no model): just rerun it
             s.problems.append(f"{page}: none of its widgets is on screen")
@@ -334,27 +355,31 @@ async def inspecting_student(s: Session, page: str, rng: random.Random, deadline
             return
 
 
-async def poll_live_view(s: Session, deadline: float):
+async def poll_live_view(s: Session, deadline: float, role: str = "train-live"):
     """Honour the server's run_every timers as a browser does, one request in flight, until none is left."""
-    due = {}
+    due = s.due  # the tab's timers keep their beat across calls, as setInterval does in a browser
     while s.auto_reruns and time.monotonic() < deadline:
         now = time.monotonic()
-        due = {fid: due.get(fid, now + interval) for fid, interval in s.auto_reruns.items()}
+        due = s.due = {fid: due.get(fid, now + interval) for fid, interval in s.auto_reruns.items()}
         fid = min(due, key=due.get)
         await asyncio.sleep(max(0.0, due[fid] - time.monotonic()))
         if time.monotonic() >= deadline:
             break
         action = f"fragment run_every={s.auto_reruns.get(fid, 0):g}s"  # live view 0.5 s, sidebar status 2 s
-        if not await guarded(s, "train-live", action, lambda: s.rerun(fragment_id=fid, auto=True)):
+        full_runs = s.full_runs
+        if not await guarded(s, role, action, lambda: s.rerun(fragment_id=fid, auto=True)):
             return
+        if role == "follow" and s.full_runs > full_runs and PUSHED[0]:  # the check found a push and applied it
+            s.record("follow-applied", "teacher's push → applied on a follower", time.perf_counter() - PUSHED[0])
         # setInterval keeps its beat; ticks missed while a run was slow are not made up
         due[fid] = max(due[fid] + s.auto_reruns.get(fid, 1.0), time.monotonic())
 
 
 async def training_student(s: Session, rng: random.Random, deadline: float, settings: dict, max_runs: int,
-                           grace: float = 0.0, seeds=None):
+                           grace: float = 0.0, seeds=None, opened: bool = False):
     """seeds(run) -> the seed to train with: distinct seeds are distinct trainings, equal ones are trained once."""
-    await s.open()
+    if not opened:
+        await s.open()
     await s.goto("train")
     for key, value in settings.items():  # one slider at a time, each a rerun, like a student
         await asyncio.sleep(rng.uniform(0.5, 1.0))
@@ -377,6 +402,61 @@ async def training_student(s: Session, rng: random.Random, deadline: float, sett
         await asyncio.sleep(rng.uniform(1.0, 2.0))  # read the result, then train again
     if s.find("train_stop") is not None:  # still training at the end: do not leave it to the server
         await guarded(s, "train", "click Stop", lambda: s.change("train_stop"))
+
+
+# --- a class: the teacher, joining, the board ------------------------------------------------------------
+
+PUSHED = [0.0]  # perf_counter() when the teacher's latest push was sent (one class per load test)
+CLASS_CODE = re.compile(r"Class code: `([A-Z2-9]{3}) ([A-Z2-9]{3})`")
+
+
+async def start_class(ws_url: str, timeout: float) -> tuple[Session, str]:
+    """The teacher's tab opens the Class page and starts a class; returns the tab and the code."""
+    PUSHED[0] = 0.0
+    t = Session("teacher", "teacher", ws_url, timeout)
+    await t.open()
+    await t.goto("classroom")
+    await t.change("classroom_start")
+    found = [m for text in t.markdown() for m in [CLASS_CODE.search(text)] if m]
+    if not found:
+        raise LookupError("the Class page showed no class code")
+    return t, "".join(found[0].groups())
+
+
+async def join_class(s: Session, code: str):
+    """Open the Class page, type the code and a name, press Join (each a rerun, as in a browser)."""
+    await s.goto("classroom")
+    for key, value in (("classroom_code", code), ("classroom_name", s.name)):
+        if not await guarded(s, "open", f"type {key}", lambda: s.change(key, value)):
+            return
+    await guarded(s, "open", "join the class", lambda: s.change("classroom_join"))
+
+
+async def teacher(t: Session, rng: random.Random, deadline: float, every: float):
+    """On the Attention page, the teacher picks another head and pushes it to the class every `every` s."""
+    try:
+        await _push_heads(t, rng, deadline, every)
+    finally:
+        await t.close()
+
+
+async def _push_heads(t: Session, rng: random.Random, deadline: float, every: float):
+    await t.goto("attention")
+    while time.monotonic() + every < deadline:
+        await asyncio.sleep(every)
+        value = t.new_value("attention_head", rng)
+        if value is not None and not await guarded(t, "teacher", "pick a head", lambda: t.change("attention_head", value)):
+            return
+        sent = time.perf_counter()
+        if not await guarded(t, "teacher", "push to the class", lambda: t.change("classroom_push")):
+            return
+        PUSHED[0] = sent
+
+
+async def board_viewer(s: Session, deadline: float):
+    """The class board open on the Class page, follow switched off: its refresh every second."""
+    if await guarded(s, "open", "follow off", lambda: s.change("classroom_follow", False)):
+        await poll_live_view(s, deadline, role="board")
 
 
 # --- the server and its memory ------------------------------------------------------------------------
@@ -486,28 +566,46 @@ def seeds(args, student: int):
     return lambda run: 1000 + student * args.max_runs + run
 
 
+def role_of(args, i: int) -> str:
+    n_train = min(args.trainers, args.sessions)
+    return "train" if i < n_train else "board" if i < n_train + args.class_board else "inspect"
+
+
 async def run_sessions(args, ws_url: str) -> list[Session]:
     rng = random.Random(args.seed)
     n_train = min(args.trainers, args.sessions)
     pages = args.pages.split(",")
     sessions, tasks = [], []
+    code = None
+    if args.class_board:
+        t, code = await start_class(ws_url, args.timeout)
+        sessions.append(t)
     start = time.monotonic()
     deadline = start + args.seconds
+    if code:
+        tasks.append(asyncio.create_task(teacher(t, random.Random(rng.random()), deadline, args.push_every)))
     for i in range(args.sessions):
-        training = i < n_train
-        s = Session(f"s{i:02d}", "train" if training else "inspect", ws_url, args.timeout)
-        s.inspect_page = "" if training else pages[(i - n_train) % len(pages)]
+        s = Session(f"s{i:02d}", role_of(args, i), ws_url, args.timeout)
+        s.inspect_page = pages[(i - n_train) % len(pages)] if s.role == "inspect" else ""
         sessions.append(s)
         session_rng = random.Random(rng.random())
 
         async def student(s=s, r=session_rng, delay=args.ramp * i / max(1, args.sessions)):
             await asyncio.sleep(delay)  # tabs open over the first seconds, as a class logs in
             try:
-                if s.role == "train":
+                if code:
+                    await s.open()
+                    await join_class(s, code)
+                    if s.role == "train":  # explores alone: a push would take the tab away from Train
+                        await guarded(s, "open", "follow off", lambda: s.change("classroom_follow", False))
+                if s.role == "board":
+                    await board_viewer(s, deadline)
+                elif s.role == "train":
                     await training_student(s, r, deadline, args.train_settings, args.max_runs, args.grace,
-                                           seeds(args, i))
+                                           seeds(args, i), opened=bool(code))
                 else:
-                    await inspecting_student(s, s.inspect_page, r, deadline, args.max_actions)
+                    await inspecting_student(s, s.inspect_page, r, deadline, args.max_actions, follow=bool(code),
+                                             opened=bool(code))
             except Timeout:  # opening the app or a page took longer than --timeout: the student gives up
                 s.timeouts["open"] += 1
                 s.problems.append(f"opening the app or its page took over {args.timeout:g} s: gave up")
@@ -584,7 +682,8 @@ def report(args, sessions: list[Session], sampler: MemorySampler | None, server_
     print(f"\ngptviz load test: {len(sessions)} sessions ({len(trainers)} training), {args.seconds:g} s, "
           f"{os.cpu_count()} CPUs, wall {wall:.0f} s")
     print(f"{'role':<36}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  sessions timeouts   (seconds)")
-    for role in ("open", "inspect", "train", "train-live", "train-done"):
+    for role in ("open", "inspect", "train", "train-live", "train-done", "board", "follow", "follow-applied",
+                 "teacher"):
         if role in result["roles"]:
             st = result["roles"][role]
             print(row(role, st, f"  {st['sessions']:>8}{st['timeouts']:>9}"))
@@ -654,7 +753,8 @@ async def amain(args) -> dict:
 
 async def measure(args, base: str, pid: int | None, cluster, server) -> dict:
     ws_url = base.replace("http", "ws", 1) + "/_stcore/stream"
-    pages = sorted({p for p in args.pages.split(",")} | ({"train"} if args.trainers else set()))
+    pages = sorted({p for p in args.pages.split(",")} | ({"train"} if args.trainers else set())
+                   | ({"classroom"} if args.class_board else set()))
     if args.warmup:
         await warm_up(ws_url, pages, args.timeout)
     samplers = {}  # the server with its worker processes, the server alone, the Ray nodes
@@ -709,6 +809,10 @@ def parse_args(argv=None, prog="python -m tools.loadtest"):
     p.add_argument("--ray-cpus", type=int, default=1, help="CPUs each Ray node offers (default 1)")
     p.add_argument("--identical", action="store_true",
                    help="every training student trains the same settings (one training serves them all)")
+    p.add_argument("--class-board", type=int, default=0, metavar="N",
+                   help="put everyone in a class: a teacher pushes, N students keep the board open, the inspecting "
+                        "students follow the teacher (default 0: no class)")
+    p.add_argument("--push-every", type=float, default=10, help="seconds between the teacher's pushes (default 10)")
     p.add_argument("--url", help="an already running server (http://127.0.0.1:PORT) instead of starting one")
     p.add_argument("--pid", type=int, help="with --url: the server's process id, for its memory")
     p.add_argument("--json", help="also write the numbers to this file")

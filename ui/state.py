@@ -196,6 +196,21 @@ class Neurons:
     LAYER, NEURON, BARS = "neurons_layer", "neurons_neuron", "neurons_bars"
     TOKENS = "neurons_tokens"  # the validation tokens of this session's model, memo
 
+class Classroom:
+    """The Class page, the sidebar's follow switch and push button, and the questions (ui.classroom)."""
+    START, JOIN, LEAVE, END = "classroom_start", "classroom_join", "classroom_leave", "classroom_end"
+    CODE, NAME = "classroom_code", "classroom_name"  # what the student types to join
+    ERROR = "classroom_error"  # a message from the last click
+    GROUP_BY, HIDE, HIDE_BUTTON, SHOW_BUTTON = "classroom_group_by", "classroom_hide", "classroom_hide_button", "classroom_show_button"
+    CLEAR, CSV, CHART, TABLE, GROUPS = "classroom_clear", "classroom_csv", "classroom_chart", "classroom_table", "classroom_groups"
+    POST, MINE = "classroom_post", "classroom_mine"  # post finished runs (default on); my runs on the board
+    FOLLOW, PUSH, PUSHED = "classroom_follow", "classroom_push", "classroom_pushed"
+    ASK, REVEAL, ANSWER, SUBMIT = "classroom_ask", "classroom_reveal", "classroom_answer", "classroom_submit"
+    TYPED = "classroom_typed"  # a character typed as the guess
+    GRID_PICK, LAYER, HEAD = "classroom_grid_pick", "classroom_layer", "classroom_head"
+    REVEAL_CHART = "classroom_reveal_chart"
+
+
 DEFAULTS = {
     CORPUS: "tinyshakespeare",
     UPLOADED_TEXT: None,

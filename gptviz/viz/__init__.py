@@ -5,6 +5,7 @@ replace the colour-blind-safe colours) and Vega-Lite specs to st.vega_lite_chart
 """
 
 from .attention import attention_grid, attention_head_chart, attention_row_bars
+from .classroom import board_chart, head_picker_spec, head_reveal_chart, token_reveal_chart
 from .embeddings import embedding_scatter, neighbours_bars, similarity_heatmap
 from .export import figure_to_html
 from .phases import head_scores_over_training, icl_chart
@@ -14,6 +15,7 @@ from .training import loss_chart
 
 __all__ = [
     "attention_grid", "attention_head_chart", "attention_row_bars",
+    "board_chart", "head_picker_spec", "head_reveal_chart", "token_reveal_chart",
     "embedding_scatter", "neighbours_bars", "similarity_heatmap",
     "figure_to_html",
     "head_scores_over_training", "icl_chart",

@@ -97,7 +97,7 @@ def train_task(job: Job, run: int, mailbox, threads: int) -> str:
         train_to_end(trainer, put)
     finished.set()
     relayer.join()
-    return str(trainer.status) if trainer is not None else "error"
+    return str(trainer.status if trainer is not None else Status.ERROR)
 
 
 def _check_reachable(address: str | None, timeout: float = 3.0):

@@ -325,8 +325,8 @@ def build_trainer(job: Job, send: Callable[[tuple], None], current: list) -> Tra
         trainer_messages(trainer, send)
         current[:] = [trainer]
         return trainer
-    send(("event", "status", 0, {"status": "error", "message": message}, _NO_STATS, None))
-    send(("done", "error", message, 0, to_bytes(build_model(job.config, job.cfg.seed).state_dict()), tb))
+    send(("event", "status", 0, {"status": str(Status.ERROR), "message": message}, _NO_STATS, None))
+    send(("done", str(Status.ERROR), message, 0, to_bytes(build_model(job.config, job.cfg.seed).state_dict()), tb))
     return None
 
 

@@ -4,6 +4,7 @@ from gptviz import analysis, budget, runs, viz
 from gptviz.checkpoints import to_bytes
 from gptviz.limits import TRAIN
 from gptviz.model import PRESET_TITLES, PRESETS
+from gptviz.train import Status
 from ui import data, notebook, state, training
 from ui.common import intro, student_errors
 from ui.entry import require_app
@@ -13,10 +14,11 @@ from ui.state import train_setting as key
 SEED_MAX = int(TRAIN["seed"].high)
 
 
-def _range(name: str) -> tuple:
-    """A slider's (min, max, step) from the one list of the page's ranges (gptviz.limits.TRAIN)."""
+def _range(name: str) -> dict:
+    """A slider's bounds and step from the one list of the page's ranges (gptviz.limits.TRAIN); by keyword,
+    since st.slider's fourth positional argument is its value, not its step."""
     r = TRAIN[name]
-    return r.low, r.high, r.step
+    return dict(min_value=r.low, max_value=r.high, step=r.step)
 
 
 def header():
@@ -43,7 +45,7 @@ def text_caption():
 
 def model_sliders():
     st.markdown("**Model**")
-    st.slider("n_layer (blocks)", *_range("n_layer"), key=key("n_layer"), persist_state="session", bind="query-params",
+    st.slider("n_layer (blocks)", **_range("n_layer"), key=key("n_layer"), persist_state="session", bind="query-params",
               help="0 gives a bigram model: no attention at all.")
     st.select_slider("n_embd (embedding width)", TRAIN["n_embd"].options, key=key("n_embd"),
                      persist_state="session", bind="query-params")
@@ -52,7 +54,7 @@ def model_sliders():
                      help="Only values that divide n_embd: each head gets n_embd / n_head dimensions.")
     st.select_slider("block_size (context length)", TRAIN["block_size"].options, key=key("block_size"),
                      persist_state="session", bind="query-params")
-    st.slider("dropout", *_range("dropout"), key=key("dropout"), persist_state="session", bind="query-params")
+    st.slider("dropout", **_range("dropout"), key=key("dropout"), persist_state="session", bind="query-params")
     with st.expander("Switch parts of the model on and off"):
         st.toggle("position embeddings", key=key("pos_embd"), persist_state="session", bind="query-params")
         st.toggle("MLP after attention", key=key("mlp"), persist_state="session", bind="query-params")
@@ -68,8 +70,8 @@ def training_sliders():
                      key=key("learning_rate"), format_func=lambda v: f"{v:g}", persist_state="session",
                      bind="query-params",
                      help="Warm-up, then cosine decay to a tenth of it. Too high and the loss explodes.")
-    st.slider("iterations", *_range("max_iters"), key=key("max_iters"), persist_state="session", bind="query-params")
-    st.slider("eval_interval", *_range("eval_interval"), key=key("eval_interval"), persist_state="session",
+    st.slider("iterations", **_range("max_iters"), key=key("max_iters"), persist_state="session", bind="query-params")
+    st.slider("eval_interval", **_range("eval_interval"), key=key("eval_interval"), persist_state="session",
               bind="query-params", help="How often to measure the loss on held-out text (and print a sample).")
     # a number out of range turns red and Enter does nothing: the label says the range
     st.number_input(f"seed (0 to {SEED_MAX:,})", 0, SEED_MAX, key=key("seed"), persist_state="session",
@@ -95,7 +97,7 @@ def controls(batch: list[state.Run], active: bool):
     buttons = st.columns([1, 1, 1, 2, 2])
     buttons[0].button("Train", type="primary", on_click=training.start, disabled=active, key=Train.START)
     if active:
-        paused = all(r.trainer.status == "paused" for r in batch if not r.trainer.done)
+        paused = all(r.trainer.status == Status.PAUSED for r in batch if not r.trainer.done)
         buttons[1].button("Resume" if paused else "Pause", key=Train.PAUSE, args=(batch,),
                           on_click=training.resume if paused else training.pause)
         buttons[2].button("Stop", key=Train.STOP, on_click=training.stop, args=(batch,))
@@ -117,7 +119,7 @@ def live_view(batch: list[state.Run], active: bool):
         """Redrawn every second while training; moving other widgets does not touch the runs."""
         run = batch[-1]
         for r in batch:
-            if r.trainer.status == "queued":
+            if r.trainer.status == Status.QUEUED:
                 st.info(training.queued_text(r))
             else:
                 st.progress(min(r.trainer.step / r.trainer.cfg.max_iters, 1.0), text=training.progress_text(r))
@@ -133,7 +135,7 @@ def live_view(batch: list[state.Run], active: bool):
             st.code(t.history["samples"][-1], language=None)
         if all(r.trainer.done for r in batch):
             for r in batch:
-                ok = r.trainer.status not in ("diverged", "error")
+                ok = r.trainer.status not in (Status.DIVERGED, Status.ERROR)
                 (st.success if ok else st.error)(f"{r.name}: {r.trainer.message}")
             if active:  # it ended since the page was drawn: a full rerun switches polling off
                 st.rerun()
@@ -226,8 +228,8 @@ run = batch[-1] if batch else None  # the run Save and Download act on
 active = any(not r.trainer.done for r in batch)
 controls(batch, active)
 live_view(batch, active)
-if run is not None and not active and run.trainer.status == "diverged" and len(batch) == 1:
+if run is not None and not active and run.trainer.status == Status.DIVERGED and len(batch) == 1:
     retry(run)
-if run is not None and not active and run.trainer.status != "error":
+if run is not None and not active and run.trainer.status != Status.ERROR:
     save_and_download(run)
 runs_notebook(batch)

@@ -51,6 +51,16 @@ def test_presets_move_the_sliders(train_page):
     assert at.slider(key="train_n_layer").value == 3
 
 
+def test_the_sliders_take_their_bounds_and_steps_from_the_one_list_of_ranges(train_page):
+    """Each slider's min, max and step are gptviz.limits.TRAIN's (passed positionally, a step became the value)."""
+    from gptviz.limits import TRAIN
+
+    for name in ("n_layer", "dropout", "max_iters", "eval_interval"):
+        s, r = train_page.slider(key=f"train_{name}"), TRAIN[name]
+        assert (s.min, s.max, s.step) == (r.low, r.high, r.step), name
+    assert train_page.slider(key="train_max_iters").value % TRAIN["max_iters"].step == 0
+
+
 def test_only_head_counts_that_divide_n_embd_are_offered(train_page):
     at = train_page
     at.select_slider(key="train_n_embd").set_value(48).run()

@@ -148,7 +148,7 @@ def test_a_killed_save_leaves_the_previous_checkpoint_whole(tmp_path, small_mode
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait()
-        ck = load_checkpoint(path)  # whatever the moment of the kill, the file is one whole checkpoint
+        ck = load_checkpoint(path, for_app=False)  # whatever the moment of the kill, the file is one whole checkpoint
         assert ck.meta["version"] in (1, 2)
     for leftover in tmp_path.glob(".*.tmp"):  # the half-written temporary files are all that is lost
         leftover.unlink()

@@ -6,6 +6,7 @@ from collections import Counter
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from gptviz.checkpoints import CHECKPOINT_DIR
 from tools import monkey
 from ui import lesson, models, state
 
@@ -22,7 +23,9 @@ def test_a_damaged_checkpoint_can_be_any_cut_even_an_empty_one():
 def test_it_knows_the_lesson_buttons_that_open_the_bundled_model():
     opening = [s for s in lesson.STEPS if state.MODEL in s.settings]
     assert opening and set(monkey.MODEL_BUTTONS) == {s.button for s in opening}
-    assert set(monkey.MODEL_BUTTONS.values()) == {f"💾 {models.DEFAULT_CHECKPOINT}"}
+    shown = set(monkey.MODEL_BUTTONS.values())  # each a bundled checkpoint, the default among them
+    assert f"💾 {models.DEFAULT_CHECKPOINT}" in shown
+    assert all((CHECKPOINT_DIR / f"{label.removeprefix('💾 ')}.safetensors").is_file() for label in shown)
 
 
 class Turn:

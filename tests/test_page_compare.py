@@ -7,7 +7,7 @@ import torch
 from gptviz.checkpoints import CHECKPOINT_DIR, save_checkpoint
 from gptviz.model import GPT, preset_config
 
-from figures import array, bars, figure
+from figures import bars, figure, grid_heads
 
 PAGE = "pages/compare.py"  # opened by the `page` fixture (tests/conftest.py)
 
@@ -38,8 +38,8 @@ def test_one_model_against_itself_earlier_in_training(app, ckpt, tmp_path, monke
     early = GPT(ckpt.model.config)
     early.load_state_dict({k: v.float() for k, v in ckpt.snapshots[steps[1]].items()})
     _, cache = early.eval().run_with_cache(ids)
-    heads = [t for t in figure(app, "compare_grid_b")["data"] if t["type"] == "heatmap"]
-    assert torch.allclose(torch.tensor(array(heads[0]["z"])), cache["blocks.0.attn.pattern"][0, 0], atol=1e-4)
+    heads = grid_heads(figure(app, "compare_grid_b"))  # every head of side B's grid, layer by layer
+    assert torch.allclose(torch.tensor(heads[0]), cache["blocks.0.attn.pattern"][0, 0], atol=1e-4)
     for side, model in (("a", ckpt.model), ("b", early)):  # each side's bars are its own model's next token
         shown_ids, shown = bars(app, f"compare_bars_{side}")
         probs = torch.softmax(model(ids)[0][0, -1], -1)
@@ -50,7 +50,7 @@ def test_one_model_against_itself_earlier_in_training(app, ckpt, tmp_path, monke
     assert sorted(s["x0"] for s in loss["layout"]["shapes"] if s.get("yref") == "y domain") == [steps[1], 800]
 
     app.select_slider(key="compare_b_timeline").set_value(0).run()  # at step 0 every head looks evenly
-    z = array([t for t in figure(app, "compare_grid_b")["data"] if t["type"] == "heatmap"][0]["z"])
+    z = grid_heads(figure(app, "compare_grid_b"))[0]
     assert abs(z[-1][0] - 1 / len(z)) < 0.02
 
 
@@ -64,8 +64,7 @@ def test_two_models_side_by_side(app, tmp_path, monkeypatch, ckpt):
     app.selectbox(key="compare_a").set_value("ckpt:shakespeare-char")
     app.selectbox(key="compare_b").set_value("ckpt:one-head").run()
     assert not app.exception
-    heatmaps = lambda key: [t for t in figure(app, key)["data"] if t["type"] == "heatmap"]  # noqa: E731
-    assert len(heatmaps("compare_grid_a")) == 16 and len(heatmaps("compare_grid_b")) == 1
+    assert len(grid_heads(figure(app, "compare_grid_a"))) == 16 and len(grid_heads(figure(app, "compare_grid_b"))) == 1
     _, trained = bars(app, "compare_bars_a")
     _, untrained = bars(app, "compare_bars_b")
     assert trained[0] > 0.2  # the trained model is fairly sure of the next character

@@ -115,7 +115,15 @@ def test_a_run_that_blows_up_offers_a_lower_rate_in_one_click(page, server):
     press(page, "iterations", "Home", *["ArrowRight"] * 9)  # 200 steps
     press(page, "learning_rate (peak)", "End")  # 1.0
     page.get_by_text("Switch parts of the model on and off").click()
+    params = page.locator("[data-testid=stMetric]").filter(has_text="Parameters")
+    with_layernorm = params.inner_text()
+    page.get_by_text("LayerNorm", exact=True).wait_for()
+    wait_idle(page)
+    page.wait_for_timeout(1000)  # a switch flipped within a moment of the page's first reruns can be lost (open)
     page.get_by_text("LayerNorm", exact=True).click()  # without it a rate of 1 explodes
+    # the server has the switch once the parameter count drops (LayerNorm's weights are gone)
+    page.wait_for_function("([el, before]) => el.innerText !== before", arg=[params.element_handle(), with_layernorm],
+                           timeout=30_000)
     wait_idle(page)
     page.get_by_role("button", name="Train", exact=True).click()
     page.get_by_text(re.compile(r"learning rate \(1\) is probably too high")).wait_for(timeout=120_000)

@@ -42,6 +42,7 @@ class Seat:
     applied: int = 0  # the last pushed version this tab applied
     follow: bool = True  # the sidebar's Follow the teacher (kept here: a page switch or reload keeps it)
     pending: tuple | None = None  # (page, version) of a push this page could not follow by itself (Train)
+    tries: int = 0  # times the newest push was applied without showing yet (see follow_teacher)
     posted: dict = field(default_factory=dict)  # run id -> board entry id (None: not on the board)
     answers: dict = field(default_factory=dict)  # question id -> this student's answer
 
@@ -233,6 +234,10 @@ def follow_teacher(page: str):
     f = room().following(s.code)
     if f.version <= s.applied or (s.pending == (f.page, f.version) and page != f.page):
         return  # nothing new, or it waits for the student to open the teacher's page (the sidebar's link)
+    if _shown(f, page) or s.tries >= MAX_TRIES:
+        s.applied, s.pending, s.tries = f.version, None, 0
+        return
+    s.tries += 1  # applied below; the follower's next poll checks that the page drew it, else applies it again
     if f.model is not None and f.model in models.choices():
         st.session_state[state.MODEL] = state.tab().model = f.model  # the tab's too: a reload keeps it
         for run in state.runs().values():  # the push wins over the picker's switch to a run just finished
@@ -242,12 +247,25 @@ def follow_teacher(page: str):
     for key, name in FOLLOWED:
         if getattr(f, name) is not None:
             st.session_state[key] = getattr(f, name)
-    s.applied, s.pending = f.version, None
+    s.pending = None
     if f.page is not None and f.page != page:
         try:
             st.switch_page(f"pages/{f.page}.py")
         except StreamlitAPIException:  # the Train page's sliders are bound to its link: it cannot be left so;
             s.applied, s.pending = f.version - 1, (f.page, f.version)  # applied again once the student opens it
+
+
+PAGE_KEYS = {"attention": "attention_", "head_steps": "steps_"}  # url path -> the prefix of its FOLLOWED keys
+MAX_TRIES = 3  # a push the page cannot show (a head the model lacks) is given up after this many reruns
+
+
+def _shown(f, page: str) -> bool:
+    """Whether the last run drew the push: its page, model and that page's own selection. A page's first run
+    after a switch can still hold the student's previous model for a moment, and clamp the head to it."""
+    if f.page is not None and f.page != page or f.model is not None and st.session_state.get(state.MODEL) != f.model:
+        return False
+    own = [(k, n) for k, n in FOLLOWED if k.startswith(PAGE_KEYS.get(page, "-"))]
+    return all(getattr(f, n) is None or st.session_state.get(k) == getattr(f, n) for k, n in own)
 
 
 def sidebar(page: str):

@@ -47,7 +47,7 @@ def test_a_lesson_with_a_board_follow_me_and_a_question(browser, server):
         push(teacher)
         bob.get_by_role("link", name="Open the teacher's page").click(timeout=15_000)
         for name, student in (("Ann", ann), ("Bob", bob)):
-            student.locator("h1").filter(has_text="Attention").first.wait_for(timeout=30_000)  # a busy host
+            student.locator("h1").filter(has_text="Attention").first.wait_for(timeout=90_000)  # a busy host, cold server
             wait_idle(student)
             screenshot(student, f"class-followed-{name}")
             assert head_picked(student) == "head 2", name

@@ -44,8 +44,10 @@ def test_sliding_the_timeline_across_the_phase_change_makes_the_stripe_appear(pa
     formed, early, steps = formation_and_steps()
     open_page(page, server)
     page.get_by_role("button", name=lesson.STEPS[-1].button).click()
-    page.locator("h1").filter(has_text="Attention").first.wait_for()
-    wait_idle(page)
+    # the first open computes every snapshot's head scores (cached after): slow on a cold server
+    page.locator("h1").filter(has_text="Attention").first.wait_for(timeout=120_000)
+    wait_idle(page, timeout=180_000)
+    page.get_by_text(re.compile(r"An induction head forms at step")).wait_for(timeout=120_000)
     assert page.get_by_text(re.compile(rf"An induction head forms at step {formed}")).count() == 1
     prompt = lesson.INDUCTION_PROMPT
     last, half = len(prompt) - 1, len(prompt) // 2

@@ -59,10 +59,12 @@ def test_sliding_the_timeline_across_the_phase_change_makes_the_stripe_appear(pa
     thumb.focus()
     thumb.press("Home")  # step 0, then right up to the last step before the head shows
     wait_idle(page)
-    for _ in range(steps.index(early)):
+    for _ in range(2 * len(steps)):  # one step at a time, each drawn before the next (a key pressed mid-rerun can be lost)
+        if shown_step(page) >= early:
+            break
         thumb.press("ArrowRight")
-    page.wait_for_timeout(250)
-    wait_idle(page)
+        page.wait_for_timeout(250)
+        wait_idle(page)
     assert shown_step(page) == early
     before = close_up_row(page)[target]
     assert after > 0.3 and before < after / 2, (before, after)  # the stripe is not there yet before the jump
